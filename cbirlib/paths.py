@@ -1,0 +1,42 @@
+"""Where the project keeps its caches and outputs.
+
+Everything large (downloaded packages, extracted volumes, the default dataset, converted
+weights) lives under ``data/`` in the project root, which git ignores. Set ``CBIR_HOME`` to
+put that tree somewhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The project folder: ``$CBIR_HOME`` if set, else the checkout that holds this package."""
+    env = os.environ.get("CBIR_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd().resolve()
+
+
+def data_dir() -> Path:
+    """``<root>/data``: every git-ignored, rebuildable artefact."""
+    return project_root() / "data"
+
+
+def cache_dir() -> Path:
+    """``<root>/data/cache``: downloaded packages, extracted source files, converted weights."""
+    return data_dir() / "cache"
+
+
+def default_dataset_dir() -> Path:
+    """``<root>/data/default``: the embedded default dataset (PNGs + manifest.csv)."""
+    return data_dir() / "default"
+
+
+def results_dir() -> Path:
+    """``<root>/results``: tidy CSVs and provenance JSON written by the notebooks."""
+    return project_root() / "results"
