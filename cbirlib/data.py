@@ -42,10 +42,14 @@ class DefaultBuildConfig:
     gap_mm: float = 10.0  # train / val / test slabs of one (volume, plane) are at least this far apart
     ratio: tuple[int, int, int] = PAPER_RATIO
     crop_margin_mm: float = 5.0
-    layout_version: int = 1
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of this config and of the code that slices the volumes: either changing
+        means the dataset is rebuilt."""
+        h = hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode())
+        for module in (volumes.__file__, __file__):
+            h.update(Path(module).read_bytes())
+        return h.hexdigest()[:16]
 
 
 class DatasetError(ValueError):
@@ -294,6 +298,40 @@ class ImageDataset:
             images[k] = read_rgb(self.root / rel, image_size, self.resize)
         labels = np.array([self.classes.index(c) for c in rows.label], dtype=np.int64)
         return images, labels, list(rows.path)
+
+
+def counts_long(ds: ImageDataset) -> pd.DataFrame:
+    """Tidy (label, split, images, source='ours') rows."""
+    c = ds.counts().stack().rename("images").reset_index()
+    return c.assign(source="ours")[["label", "split", "images", "source"]]
+
+
+def counts_with_paper(ds: ImageDataset) -> pd.DataFrame:
+    """Our counts plus the paper's 1000/100/100 rows for the classes the paper also has."""
+    from . import paper
+
+    theirs = paper.dataset_counts()
+    theirs = theirs[theirs.label.isin(ds.classes)]
+    return pd.concat([counts_long(ds), theirs], ignore_index=True)
+
+
+def sources_table(ds: ImageDataset) -> pd.DataFrame:
+    """Images per source volume with modality, package and licence (default-style manifests)."""
+    cols = [c for c in ("label", "volume", "modality", "package", "licence", "simulated") if c in ds.table]
+    return ds.table.groupby(cols, sort=True).size().rename("images").reset_index()
+
+
+def dataset_record(ds: ImageDataset) -> dict:
+    """JSON-ready description of a dataset for results provenance."""
+    manifest = ds.root / "manifest.csv"
+    return {
+        "name": ds.name,
+        "classes": ds.classes,
+        "counts": {k: {s: int(n) for s, n in v.items()} for k, v in ds.counts().to_dict(orient="index").items()},
+        "manifest_sha256": assets.sha256_file(manifest) if manifest.exists() else None,
+        "build": {k: ds.provenance.get(k) for k in ("config", "config_key", "asset_sha256", "split",
+                                                    "resize_policy") if k in ds.provenance},
+    }
 
 
 def read_rgb(path: Path, image_size: int | None = None, resize: str = "resize") -> np.ndarray:

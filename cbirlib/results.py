@@ -1,0 +1,65 @@
+"""Results are data: every table a notebook shows is written as a tidy CSV with provenance.
+
+Layout: ``<results_dir>/<notebook>/<table>.csv`` (long form, a ``source`` column saying
+``paper`` or ``ours``) and ``<results_dir>/<notebook>/provenance.json`` (parameters, dataset,
+weights, software versions, device, for every table of that notebook).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths, provenance
+
+SOURCES = ("paper", "ours")
+
+
+def results_root(results_dir: str | Path | None = None) -> Path:
+    """``results_dir`` if given, else ``$CBIR_RESULTS_DIR``, else ``<project>/results``."""
+    if results_dir:
+        return Path(results_dir)
+    env = os.environ.get("CBIR_RESULTS_DIR")
+    return Path(env) if env else paths.results_dir()
+
+
+def write_table(table: pd.DataFrame, notebook: str, name: str, parameters: dict,
+                results_dir: str | Path | None = None, **records) -> Path:
+    """Write ``table`` as ``<notebook>/<name>.csv`` and record its provenance.
+
+    Args:
+        table: tidy rows; must have a ``source`` column with values in ``paper`` / ``ours``.
+        notebook: notebook id, e.g. ``"00_data"``.
+        name: table id, e.g. ``"dataset_counts"``.
+        parameters: the notebook's parameters as run.
+        results_dir: override of the results root (see :func:`results_root`).
+        records: further JSON-ready provenance (dataset=..., weights=...).
+
+    Returns:
+        The CSV path.
+    """
+    if "source" not in table.columns:
+        raise ValueError(f"table {name!r} needs a 'source' column (paper | ours)")
+    bad = set(table["source"]) - set(SOURCES)
+    if bad:
+        raise ValueError(f"table {name!r}: source values must be paper or ours, got {sorted(bad)}")
+    out = results_root(results_dir) / notebook
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / f"{name}.csv"
+    table.to_csv(csv, index=False, lineterminator="\n")
+    prov_path = out / "provenance.json"
+    prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    prov["environment"] = provenance.environment()
+    prov.setdefault("tables", {})[name] = {"csv": csv.name, "parameters": parameters, **records}
+    prov_path.write_text(json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
+    return csv
+
+
+def side_by_side(tidy: pd.DataFrame, index: list[str], value: str) -> pd.DataFrame:
+    """Pivot tidy rows so the paper's and our values stand in adjacent columns
+    (``paper``, ``ours``; missing ones are NaN)."""
+    wide = tidy.pivot_table(index=index, columns="source", values=value, aggfunc="first", sort=False)
+    return wide.reindex(columns=[s for s in SOURCES if s in wide.columns])
