@@ -1,0 +1,400 @@
+"""MTCE, the paper's block-wise image cipher (Algorithm 1), exactly reversible.
+
+For an image of H x W pixels and C channels cut into K = (H/b)(W/b) blocks of b x b pixels
+(n = b*b*C values per block), encryption
+
+1. scrambles the positions of the n values inside each block (its own permutation per block),
+2. shuffles the K blocks,
+3. per block, at its new position: permutes the C channels (one of the 3! orders, ``swap``) and
+   adds one substitution byte per channel, drawn from 0..``strength``, mod 256.
+
+Implementation. Keys are expanded with an AES-256-CTR keystream (:mod:`cbirlib.keys`; the
+cipher parameters are part of the stream's label). Each destination block j gets: the source
+block ``order[j]`` (sorting K random 64-bit keys), a channel order sigma_j, substitution bytes, and
+a uniformly random arrangement D_j of the source block's n values (sorting n random keys that
+carry the value's index in their low bits). The step-1 permutation of the source block is
+defined as D_j o sigma_j^-1, so steps 1-3 compose exactly into "destination value t of block j =
+source value D_j[t] of block order[j], plus the substitution byte": ONE gather and ONE byte add
+per image (:class:`Schedule`), with no Python loop over pixels or blocks.
+:func:`encrypt_steps` applies the three steps one after another (for figures and as a test
+oracle); it gives the same ciphertext.
+
+Note: since step 1 already permutes all b*b*C values of a block uniformly at random, composing
+it with a channel permutation is again a uniformly random permutation: the channel swap adds no
+key space. Eq. (4) of the paper counts it anyway (and counts substitution once per image, not
+per block); see :mod:`cbirlib.keyspace`.
+
+Arrays are uint8 ``(H, W, C)`` or ``(N, H, W, C)`` with C = 1 or 3 (numpy or torch; a torch
+tensor comes back as a tensor on its device). Sizes that are not multiples of the block size are
+an error (``pad="error"``) or zero-padded at the bottom/right (``pad="pad"``); give the original
+``size=(H, W)`` to :func:`decrypt` to crop the padding away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .keys import CipherParams, Key, KeyUsageError, keystream_row_bytes, keystreams
+
+PAD_POLICIES = ("error", "pad")
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+_PERMS3 = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], dtype=np.int64)
+
+
+class CipherInputError(ValueError):
+    """An image, batch or key that the cipher cannot take; the message says why."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Expanded keys for N images of one (padded) shape, in block-major layout.
+
+    Attributes:
+        shape: (H, W, C), H and W multiples of ``block_size``.
+        block_size: b.
+        index: (N, H*W*C) int64: ciphertext value i of image r is value index[r, i] of the batch
+            flattened as a whole (image r's values start at r*H*W*C).
+        subst: (N, K, C) uint8: substitution byte per destination block and channel.
+        row_addend: (N, H/b, W*C) uint8: ``subst`` laid out along one pixel row of each block
+            row (the same for the b pixel rows of a block row), for a fast broadcast add.
+        order: (N, K) int64: destination block j holds source block order[j].
+        channels: (N, K, C) int64: channel order sigma_j of destination block j.
+    """
+
+    shape: tuple[int, int, int]
+    block_size: int
+    index: np.ndarray
+    subst: np.ndarray
+    row_addend: np.ndarray
+    order: np.ndarray
+    channels: np.ndarray
+
+
+def _block_offsets(h: int, w: int, c: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image-flat index of value t of block k is ``base[k] + off[t]`` (blocks row-major,
+    values (py, px, ch) row-major inside a block). Returns base (K,), off (b*b*C,), int64."""
+    by, bx = np.divmod(np.arange((h // b) * (w // b)), w // b)
+    base = (by * b * w + bx * b) * c
+    py, px, ch = np.unravel_index(np.arange(b * b * c), (b, b, c))
+    return base.astype(np.int64), ((py * w + px) * c + ch).astype(np.int64)
+
+
+def _block_view(flat: np.ndarray, h: int, w: int, c: int, b: int) -> np.ndarray:
+    """(N, H*W*C) array seen as (N, H/b, W/b, b, b, C) blocks (a view, no copy)."""
+    return flat.reshape(len(flat), h // b, b, w // b, b, c).transpose(0, 1, 3, 2, 4, 5)
+
+
+def to_blocks(batch: np.ndarray, b: int) -> np.ndarray:
+    """(N, H, W, C) -> (N, K, b*b, C) block-major copy (blocks in row-major order)."""
+    n, h, w, c = batch.shape
+    return _block_view(batch.reshape(n, -1), h, w, c, b).reshape(n, (h // b) * (w // b), b * b, c)
+
+
+def from_blocks(blocks: np.ndarray, h: int, w: int, b: int) -> np.ndarray:
+    """Inverse of :func:`to_blocks`: (N, K, b*b, C) -> (N, H, W, C)."""
+    n, _, _, c = blocks.shape
+    out = np.empty((n, h * w * c), dtype=blocks.dtype)
+    _block_view(out, h, w, c, b)[...] = blocks.reshape(n, h // b, w // b, b, b, c)
+    return out.reshape(n, h, w, c)
+
+
+class _Workspace:
+    """Buffers reused from one chunk of images to the next. Fresh large allocations are
+    page-faulted in on first touch, which on virtual machines costs more than the cipher itself."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = self._buffers[name] = np.empty(size, dtype=np.uint8)
+        return buf[:size].view(dtype).reshape(shape)
+
+
+def _stream_label(params: CipherParams, shape: tuple[int, int, int]) -> bytes:
+    return b"mtce-expand|" + json.dumps([params.record(), list(shape)], sort_keys=True).encode()
+
+
+def expand(keys: Sequence[Key], shape: tuple[int, int, int], _ws: _Workspace | None = None) -> Schedule:
+    """Expand N keys (same parameters) into one :class:`Schedule` for images of ``shape``."""
+    if not keys:
+        raise CipherInputError("no keys given")
+    params = keys[0].params
+    for k in keys:
+        if not isinstance(k, Key):
+            raise CipherInputError(f"expected cbirlib.keys.Key, got {type(k).__name__}")
+        if k.kind == "master":
+            raise KeyUsageError("a master key does not encrypt images: use key.for_image(image_id) "
+                                "(per-image keys) or a key of kind 'shared'")
+        if k.params != params:
+            raise KeyUsageError(f"all keys of one batch need the same parameters: {k.params} != {params}")
+    h, w, c = shape
+    b = params.block_size
+    if h % b or w % b:
+        raise CipherInputError(f"{h}x{w} is not a multiple of block size {b}")
+    nk, n, nimg = (h // b) * (w // b), b * b * c, len(keys)
+    total = nk * n
+    # keystream per image: value sort keys (i64, K*n) | block sort keys (u64, K)
+    #                      | channel orders (u32, K) | substitution bytes (u32, K*C)
+    sizes = np.array([8 * total, 8 * nk, 4 * nk, 4 * nk * c])
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    ws = _ws or _Workspace()
+    nbytes = int(offs[-1])
+    streams = keystreams([k.secret for k in keys], nbytes, _stream_label(params, shape),
+                         out=ws.get("stream", (nimg, keystream_row_bytes(nbytes)), np.uint8))
+
+    def part(i: int, dtype) -> np.ndarray:  # a view: row stride is a multiple of 16 bytes
+        return streams[:, offs[i]:offs[i + 1]].view(dtype)
+
+    order = np.argsort(part(1, np.uint64), axis=1)  # (N, K): destination j <- source block order[j]
+    base, off = _block_offsets(h, w, c, b)  # image-flat index of block k's value t = base[k] + off[t]
+    # Sort keys: random high bits, the value's in-block offset off[t] in the low bits (distinct).
+    bits = max(1, int(off[-1]).bit_length())
+    mask = (1 << bits) - 1
+    keys64 = part(0, np.int64).reshape(nimg, nk, n)
+    np.bitwise_and(keys64, ~mask, out=keys64)
+    np.bitwise_or(keys64, off, out=keys64)  # low bits were cleared: or == add
+    keys64.sort(axis=2)  # ties need equal random high bits: probability < n^2 / 2^(65 - bits) per block
+    np.bitwise_and(keys64, mask, out=keys64)
+    # Destination value t of block j lives at base[j] + off[t]; its source is base[order[j]] + the
+    # sorted offset (+ the image's row offset in the batch): one fused add into the strided view.
+    start = base[order] + (np.arange(nimg, dtype=np.int64) * total)[:, None]
+    index = ws.get("index", (nimg, total), np.int64)
+    np.add(keys64.reshape(nimg, h // b, w // b, b, b, c),
+           start.reshape(nimg, h // b, w // b, 1, 1, 1), out=_block_view(index, h, w, c, b))
+    if params.swap and c == 3:
+        channels = _PERMS3[part(2, np.uint32) % 6]
+    else:
+        channels = np.broadcast_to(np.arange(c), (nimg, nk, c))
+    if params.strength:
+        subst = (part(3, np.uint32).reshape(nimg, nk, c) % (params.strength + 1)).astype(np.uint8)
+    else:
+        subst = np.zeros((nimg, nk, c), dtype=np.uint8)
+    row_addend = np.repeat(subst.reshape(nimg, h // b, w // b, 1, c), b, axis=3).reshape(nimg, h // b, w * c)
+    return Schedule((h, w, c), b, index, subst, row_addend, order, channels)
+
+
+def encrypt_steps(image: np.ndarray, key: Key) -> dict[str, np.ndarray]:
+    """Algorithm 1 one step at a time on one (H, W, C) uint8 image (sizes multiples of b).
+
+    Returns the image after ``"1 scramble in blocks"``, ``"2 shuffle blocks"``,
+    ``"3a swap channels"`` and ``"3b substitute"`` (the ciphertext, equal to :func:`encrypt`).
+    """
+    batch, _, _ = _as_batch(image)
+    h, w, c = batch.shape[1:]
+    s = expand([key], (h, w, c))
+    b, n = s.block_size, s.block_size ** 2 * c
+    blocks = to_blocks(batch, b)[0].reshape(-1, n)  # (K, n)
+    nk = blocks.shape[0]
+    src = to_blocks(s.index[0].reshape(1, h, w, c), b)[0].reshape(nk, n)  # image-flat sources by (j, t)
+    base, off = _block_offsets(h, w, c, b)
+    local = np.searchsorted(off, src - base[s.order[0]][:, None])  # D_j: in-block source positions
+    # step-1 permutation of source block order[j]: pi = D_j o sigma_j^-1 (on channel triples)
+    inv = np.argsort(s.channels[0], axis=1)  # sigma_j^-1
+    slot = (np.arange(b * b)[None, :, None] * c + inv[:, None, :]).reshape(nk, n)
+    pi = np.empty_like(local)
+    pi[s.order[0]] = np.take_along_axis(local, slot, axis=1)
+    step1 = np.take_along_axis(blocks, pi, axis=1)  # source block k scrambled by pi_k
+    step2 = step1[s.order[0]]  # destination j <- source block order[j]
+    step3a = np.take_along_axis(step2.reshape(nk, b * b, c), s.channels[0][:, None, :], axis=2)
+    step3b = step3a + s.subst[0][:, None, :]
+    shape4 = (1, nk, b * b, c)
+    return {name: from_blocks(x.reshape(shape4), h, w, b)[0] for name, x in
+            (("1 scramble in blocks", step1), ("2 shuffle blocks", step2),
+             ("3a swap channels", step3a), ("3b substitute", step3b))}
+
+
+# --------------------------------------------------------------------------- array handling
+
+def _as_batch(images) -> tuple[np.ndarray, bool, object]:
+    """-> (N, H, W, C) uint8 numpy, whether the input was a single image, torch device or None."""
+    device = None
+    if type(images).__module__.startswith("torch"):
+        import torch
+
+        if not isinstance(images, torch.Tensor):
+            raise CipherInputError(f"expected an array or tensor, got {type(images).__name__}")
+        device = images.device
+        images = images.detach().cpu().numpy()
+    if not isinstance(images, np.ndarray):
+        raise CipherInputError(f"expected a numpy array or torch tensor, got {type(images).__name__}")
+    if images.dtype != np.uint8:
+        if images.dtype.kind not in "iu":
+            raise CipherInputError(f"expected uint8 pixel values, got dtype {images.dtype}")
+        if images.size and (images.min() < 0 or images.max() > 255):
+            raise CipherInputError(f"pixel values must lie in 0..255, got {images.min()}..{images.max()}")
+        images = images.astype(np.uint8)
+    single = images.ndim == 3
+    if single:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise CipherInputError(f"expected (H, W, C) or (N, H, W, C) with C = 1 or 3, got shape "
+                               f"{tuple(images.shape) if not single else tuple(images.shape[1:])}")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise CipherInputError(f"empty image of shape {tuple(images.shape[1:])}")
+    return images, single, device
+
+
+def _restore(out: np.ndarray, single: bool, device):
+    if single:
+        out = out[0]
+    if device is not None:
+        import torch
+
+        return torch.from_numpy(out).to(device)
+    return out
+
+
+def _keys_for(key, n: int) -> list[Key]:
+    if isinstance(key, Key):
+        return [key]  # one schedule broadcast over the batch
+    keys = list(key)
+    if len(keys) != n:
+        raise CipherInputError(f"{len(keys)} keys for {n} images: give one key per image or one key")
+    return keys
+
+
+def _substitution_view(flat: np.ndarray, schedule: Schedule) -> tuple[np.ndarray, np.ndarray]:
+    """(output seen as (N, H/b, b, W*C), substitution bytes broadcastable onto it)."""
+    h, w, c = schedule.shape
+    b = schedule.block_size
+    return flat.reshape(len(flat), h // b, b, w * c), schedule.row_addend[:, :, None, :]
+
+
+def apply_schedule(batch: np.ndarray, schedule: Schedule, out: np.ndarray | None = None) -> np.ndarray:
+    """Encrypt (N, H, W, C) uint8 with an expanded schedule of 1 or N images: one gather and one
+    byte add. The input is not modified; ``out`` (same shape and dtype) receives the result."""
+    n = len(batch)
+    flat = batch.reshape(n, -1)
+    res = np.empty_like(flat) if out is None else out.reshape(n, -1)
+    if len(schedule.index) == 1:
+        np.take(flat, schedule.index[0], axis=1, out=res)
+    elif len(schedule.index) == n:
+        np.take(flat.ravel(), schedule.index, out=res)
+    else:
+        raise CipherInputError(f"a schedule for {len(schedule.index)} images cannot encrypt {n}")
+    view, subst = _substitution_view(res, schedule)
+    view += subst
+    return res.reshape(batch.shape)
+
+
+def invert_schedule(ciphertext: np.ndarray, schedule: Schedule, out: np.ndarray | None = None) -> np.ndarray:
+    """Exact inverse of :func:`apply_schedule`: one subtraction, one scatter. The input is not
+    modified; ``out`` (same shape and dtype) receives the result."""
+    n = len(ciphertext)
+    values = ciphertext.reshape(n, -1).copy()
+    view, subst = _substitution_view(values, schedule)
+    view -= subst
+    res = np.empty_like(values) if out is None else out.reshape(n, -1)
+    if len(schedule.index) == 1:
+        res[:, schedule.index[0]] = values
+    elif len(schedule.index) == n:
+        res.ravel()[schedule.index.ravel()] = values.ravel()
+    else:
+        raise CipherInputError(f"a schedule for {len(schedule.index)} images cannot decrypt {n}")
+    return res.reshape(ciphertext.shape)
+
+
+def _run_chunks(batch: np.ndarray, keys: list[Key], shape: tuple[int, int, int], chunk: int,
+                workers: int | None, step) -> np.ndarray:
+    """Apply ``step`` (apply_schedule or invert_schedule) chunk by chunk, reusing buffers; with
+    ``workers`` > 1 chunks run in threads (numpy and OpenSSL release the GIL). Results do not
+    depend on ``chunk`` or ``workers``."""
+    out = np.empty_like(batch)
+    if len(keys) == 1:
+        return step(batch, expand(keys, shape), out=out)
+    starts = list(range(0, len(batch), chunk))
+    workers = max(1, min(workers or DEFAULT_WORKERS, len(starts)))
+
+    def run(part: list[int]) -> None:
+        ws = _Workspace()
+        for s in part:
+            sl = slice(s, s + chunk)
+            step(batch[sl], expand(keys[sl], shape, ws), out=out[sl])
+
+    if workers == 1:
+        run(starts)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, [starts[i::workers] for i in range(workers)]))
+    return out
+
+
+def padded_size(h: int, w: int, block_size: int) -> tuple[int, int]:
+    """(H, W) rounded up to multiples of ``block_size``."""
+    return -(-h // block_size) * block_size, -(-w // block_size) * block_size
+
+
+def encrypt(images, key: Key | Sequence[Key], pad: str = "error", chunk: int = 4,
+            workers: int | None = None):
+    """Encrypt one image (H, W, C) or a batch (N, H, W, C) of uint8 values.
+
+    Args:
+        images: numpy array or torch uint8 tensor.
+        key: one key (kind ``image`` or ``shared``) for all images, or one key per image.
+        pad: ``"error"`` (sizes must be multiples of the block size) or ``"pad"`` (zero-pad at the
+            bottom/right; pass the original size to :func:`decrypt`).
+        chunk: images expanded and encrypted at a time (memory vs Python overhead).
+        workers: threads for per-image keys (default: the machine's cores, at most 4).
+
+    Returns:
+        The ciphertext, same type and dtype, shape (N, H', W', C) with H', W' padded.
+    """
+    batch, single, device = _as_batch(images)
+    keys = _keys_for(key, len(batch))
+    params = keys[0].params
+    if pad not in PAD_POLICIES:
+        raise CipherInputError(f"pad must be one of {PAD_POLICIES}, got {pad!r}")
+    n, h, w, c = batch.shape
+    hp, wp = padded_size(h, w, params.block_size)
+    if (hp, wp) != (h, w):
+        if pad == "error":
+            raise CipherInputError(f"image size {h}x{w} is not a multiple of block size "
+                                   f"{params.block_size}; crop it, or use pad='pad'")
+        batch = np.pad(batch, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
+    out = _run_chunks(batch, keys, (hp, wp, c), chunk, workers, apply_schedule)
+    return _restore(out, single, device)
+
+
+def decrypt(ciphertext, key: Key | Sequence[Key], size: tuple[int, int] | None = None, chunk: int = 4,
+            workers: int | None = None):
+    """Invert :func:`encrypt` exactly. ``size=(H, W)`` crops padding added by ``pad="pad"``.
+
+    A wrong key does not raise: it returns a different scrambling (not the plaintext).
+    """
+    batch, single, device = _as_batch(ciphertext)
+    keys = _keys_for(key, len(batch))
+    n, h, w, c = batch.shape
+    b = keys[0].params.block_size
+    if h % b or w % b:
+        raise CipherInputError(f"ciphertext size {h}x{w} is not a multiple of block size {b}: "
+                               "wrong key parameters, or not an MTCE ciphertext")
+    out = _run_chunks(batch, keys, (h, w, c), chunk, workers, invert_schedule)
+    if size is not None:
+        oh, ow = size
+        if not (0 < oh <= h and 0 < ow <= w):
+            raise CipherInputError(f"size {size} does not fit inside the ciphertext {h}x{w}")
+        out = np.ascontiguousarray(out[:, :oh, :ow])
+    return _restore(out, single, device)
+
+
+def encrypt_with_ids(images, ids: Sequence[str], master: Key, pad: str = "error"):
+    """The paper's protocol: every image under its own key, derived from ``master`` and its id."""
+    return encrypt(images, [master.for_image(i) for i in ids], pad=pad)
+
+
+def decrypt_with_ids(ciphertext, ids: Sequence[str], master: Key, size: tuple[int, int] | None = None):
+    return decrypt(ciphertext, [master.for_image(i) for i in ids], size=size)
+
+
+__all__ = ["CipherParams", "Key", "Schedule", "expand", "encrypt", "decrypt", "encrypt_steps",
+           "encrypt_with_ids", "decrypt_with_ids", "apply_schedule", "invert_schedule", "padded_size", "to_blocks", "from_blocks",
+           "CipherInputError"]

@@ -1,0 +1,212 @@
+"""MTCE keys: 256-bit secrets with their cipher parameters, derivation and key files.
+
+- A :class:`Key` is a 256-bit secret plus the :class:`CipherParams` it is for.
+- ``kind="master"``: the data owner's secret; :meth:`Key.for_image` derives each image's key
+  with HKDF-SHA256 (info = image id), so the owner stores one secret and can release one
+  image's key without revealing any other.
+- ``kind="image"``: the key of one image (the paper's per-image keys).
+- ``kind="shared"``: one key used for every image (needed by key-aware models; weaker, see the
+  security chapter).
+
+Secrets come from the OS's cryptographic RNG (:func:`generate`). Reproducible experiments may
+derive them from an integer seed (:func:`from_seed`); such keys say so (``from_seed=True``) and
+must never protect real data. Key material (permutations, substitution bytes, channel orders) is
+expanded from a secret with AES-256-CTR (:func:`keystream`), never with ``random``/``np.random``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+KEY_FILE_FORMAT = "cbirlib-mtce-key"
+KEY_FILE_VERSION = 1
+KINDS = ("master", "image", "shared")
+_INFO = b"cbirlib/mtce/v1/"
+
+
+class KeyUsageError(ValueError):
+    """A key is unusable for what was asked (wrong kind, wrong parameters)."""
+
+
+class KeyFileError(ValueError):
+    """A key file is missing, truncated, corrupted or of another format/version."""
+
+
+@dataclass(frozen=True)
+class CipherParams:
+    """MTCE parameters.
+
+    Attributes:
+        block_size: block side in pixels (the paper's "8 blocks" = 8x8 px, "1 block" = 1x1 px).
+        strength: substitution bytes are drawn uniformly from 0..strength and added mod 256 per
+            block and channel (Table III "RGB channel substitution"); 0 disables substitution.
+        swap: permute the colour channels per block (one of the 3! orders; ignored for grey).
+    """
+
+    block_size: int = 8
+    strength: int = 255
+    swap: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block_size, (int, np.integer)) or isinstance(self.block_size, bool) \
+                or not 1 <= self.block_size <= 256:
+            raise ValueError(f"block_size must be an integer in 1..256, got {self.block_size!r}")
+        if not isinstance(self.strength, (int, np.integer)) or isinstance(self.strength, bool) \
+                or not 0 <= self.strength <= 255:
+            raise ValueError(f"strength must be an integer in 0..255, got {self.strength!r}")
+        if not isinstance(self.swap, bool):
+            raise ValueError(f"swap must be True or False, got {self.swap!r}")
+
+    def record(self) -> dict:
+        return {"block_size": int(self.block_size), "strength": int(self.strength), "swap": self.swap}
+
+
+@dataclass(frozen=True)
+class Key:
+    """A 256-bit secret and the cipher parameters it is for. ``repr`` never shows the secret."""
+
+    secret: bytes = field(repr=False)
+    params: CipherParams = CipherParams()
+    kind: str = "image"
+    image_id: str | None = None
+    from_seed: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.secret, bytes) or len(self.secret) != 32:
+            raise KeyUsageError("a key secret must be 32 bytes (256 bits)")
+        if self.kind not in KINDS:
+            raise KeyUsageError(f"key kind must be one of {KINDS}, got {self.kind!r}")
+
+    def fingerprint(self) -> str:
+        """16 hex digits that identify the key (HMAC of a constant); reveal nothing usable."""
+        return hmac.new(self.secret, _INFO + b"fingerprint", hashlib.sha256).hexdigest()[:16]
+
+    def for_image(self, image_id: str) -> Key:
+        """The per-image key of ``image_id`` (master keys only): HKDF-SHA256(secret, info=id)."""
+        if self.kind != "master":
+            raise KeyUsageError(f"only a master key derives per-image keys; this key is {self.kind!r}")
+        if not isinstance(image_id, str) or not image_id:
+            raise KeyUsageError(f"image ids must be non-empty strings, got {image_id!r}")
+        return Key(_hkdf(self.secret, b"image-key/" + image_id.encode("utf-8")), self.params, "image",
+                   image_id, self.from_seed)
+
+    def with_params(self, params: CipherParams) -> Key:
+        return replace(self, params=params)
+
+    def record(self) -> dict:
+        """Public description (no secret) for provenance."""
+        return {"kind": self.kind, "params": self.params.record(), "fingerprint": self.fingerprint(),
+                "from_seed": self.from_seed, "image_id": self.image_id}
+
+
+def _hkdf(secret: bytes, info: bytes, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=_INFO + info).derive(secret)
+
+
+def generate(params: CipherParams = CipherParams(), kind: str = "master") -> Key:
+    """A fresh key from the operating system's cryptographic RNG (``secrets.token_bytes``)."""
+    return Key(secrets.token_bytes(32), params, kind)
+
+
+def from_seed(seed: int, params: CipherParams = CipherParams(), kind: str = "master") -> Key:
+    """A reproducible key derived from an integer seed (HKDF). For experiments only: anyone who
+    knows the seed knows the key. The key records ``from_seed=True``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise KeyUsageError(f"seed must be an integer, got {seed!r}")
+    return Key(_hkdf(str(int(seed)).encode(), b"seed/" + kind.encode()), params, kind, None, True)
+
+
+def keystream_row_bytes(nbytes: int) -> int:
+    """Row length of a :func:`keystreams` buffer: 16-byte aligned plus the 16 bytes of slack
+    that ``update_into`` asks for."""
+    return -(-nbytes // 16) * 16 + 16
+
+
+def keystreams(secrets_: list[bytes], nbytes: int, label: bytes = b"expand",
+               out: np.ndarray | None = None) -> np.ndarray:
+    """(N, nbytes) uint8: row i is AES-256-CTR keystream under ``secrets_[i]`` (nonce from
+    ``label``). Written in place into ``out`` (N, :func:`keystream_row_bytes`) when given; the
+    rows are 16-byte aligned views into one buffer."""
+    nonce = hashlib.sha256(_INFO + label).digest()[:16]
+    row = keystream_row_bytes(nbytes)
+    buf = np.empty((len(secrets_), row), dtype=np.uint8) if out is None else out
+    if buf.shape != (len(secrets_), row) or buf.dtype != np.uint8:
+        raise ValueError(f"keystream buffer must be uint8 of shape {(len(secrets_), row)}")
+    zeros = bytes(nbytes)
+    for i, secret in enumerate(secrets_):
+        Cipher(algorithms.AES(secret), modes.CTR(nonce)).encryptor().update_into(zeros, buf[i])
+    return buf[:, :nbytes]
+
+
+def keystream(secret: bytes, nbytes: int, label: bytes = b"expand") -> np.ndarray:
+    """``nbytes`` pseudo-random bytes: AES-256-CTR under ``secret`` (nonce from ``label``)."""
+    return keystreams([secret], nbytes, label)[0]
+
+
+# --------------------------------------------------------------------------- key files
+
+def _payload(key: Key) -> dict:
+    return {"format": KEY_FILE_FORMAT, "version": KEY_FILE_VERSION, "kind": key.kind,
+            "secret": key.secret.hex(), "params": key.params.record(), "image_id": key.image_id,
+            "from_seed": key.from_seed}
+
+
+def _checksum(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def dumps(key: Key) -> str:
+    """Key file text: versioned JSON with a sha256 integrity check."""
+    payload = _payload(key)
+    return json.dumps(payload | {"sha256": _checksum(payload)}, indent=2, sort_keys=True) + "\n"
+
+
+def loads(text: str, source: str = "key") -> Key:
+    """Parse key file text; any damage is a :class:`KeyFileError` that says what is wrong."""
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KeyFileError(f"{source}: not a key file or truncated ({e.msg if hasattr(e, 'msg') else e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != KEY_FILE_FORMAT:
+        raise KeyFileError(f"{source}: not a {KEY_FILE_FORMAT} file")
+    if obj.get("version") != KEY_FILE_VERSION:
+        raise KeyFileError(f"{source}: key file version {obj.get('version')!r}; this cbirlib reads "
+                           f"version {KEY_FILE_VERSION}")
+    stored = obj.pop("sha256", None)
+    if stored != _checksum(obj):
+        raise KeyFileError(f"{source}: integrity check failed (the key file was modified or corrupted)")
+    try:
+        return Key(bytes.fromhex(obj["secret"]), CipherParams(**obj["params"]), obj["kind"],
+                   obj.get("image_id"), bool(obj.get("from_seed", False)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise KeyFileError(f"{source}: invalid key contents ({e})") from None
+
+
+def save(key: Key, path: str | Path) -> Path:
+    """Write a key file (mode 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(key))
+    path.chmod(0o600)
+    return path
+
+
+def load(path: str | Path) -> Key:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise KeyFileError(f"cannot read key file {path}: {e}") from None
+    return loads(text, str(path))
