@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -85,6 +86,40 @@ def _cmd_weights_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from . import keys
+
+    params = keys.CipherParams(args.block_size, args.strength, not args.no_swap)
+    if args.seed is not None:
+        key = keys.from_seed(args.seed, params, args.kind)
+        print("warning: key derived from a seed (reproducible experiments only; anyone with the seed "
+              "has the key)", file=sys.stderr)
+    else:
+        key = keys.generate(params, args.kind)
+    if Path(args.out).exists() and not args.force:
+        raise ValueError(f"{args.out} exists; use --force to overwrite a key file")
+    keys.save(key, args.out)
+    print(f"{args.kind} key {key.fingerprint()} ({params.record()}) -> {args.out}")
+    return 0
+
+
+def _cmd_encrypt(args: argparse.Namespace) -> int:
+    from . import imagefiles, keys
+
+    results = imagefiles.encrypt_path(args.input, args.output, keys.load(args.key),
+                                      pad="pad" if args.pad else "error")
+    print(f"encrypted {len(results)} image(s) -> {args.output}")
+    return 0
+
+
+def _cmd_decrypt(args: argparse.Namespace) -> int:
+    from . import imagefiles, keys
+
+    results = imagefiles.decrypt_path(args.input, args.output, keys.load(args.key))
+    print(f"decrypted {len(results)} image(s) -> {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cbir", description="Encrypted medical CBIR companion tools.")
     parser.add_argument("--version", action="version", version=f"cbirlib {__version__}")
@@ -110,6 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_data_info)
 
+    p = sub.add_parser("keygen", help="write a new MTCE key file")
+    p.add_argument("out", help="key file to write")
+    p.add_argument("--kind", choices=["master", "shared"], default="master",
+                   help="master: per-image keys derived from file names (the paper's protocol); "
+                        "shared: one key for every image")
+    p.add_argument("--block-size", type=int, default=8, help="block side in pixels (default 8)")
+    p.add_argument("--strength", type=int, default=255, help="substitution strength 0..255 (0 disables)")
+    p.add_argument("--no-swap", action="store_true", help="disable the per-block channel swap")
+    p.add_argument("--seed", type=int, default=None, help="derive the key from a seed (experiments only)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing key file")
+    p.set_defaults(func=_cmd_keygen)
+    for name, func, text in (("encrypt", _cmd_encrypt, "encrypt an image file or folder to PNGs"),
+                             ("decrypt", _cmd_decrypt, "decrypt MTCE PNGs back to the original pixels")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("input", help="image file or folder")
+        p.add_argument("output", help="output file (.png) or folder")
+        p.add_argument("--key", required=True, help="key file (master: per-image keys from file names)")
+        if name == "encrypt":
+            p.add_argument("--pad", action="store_true",
+                           help="zero-pad sizes that are not multiples of the block size (default: error)")
+        p.set_defaults(func=func)
+
     p_w = sub.add_parser("weights", help="pretrained backbones")
     s_w = p_w.add_subparsers(dest="action", required=True)
     p = s_w.add_parser("prepare", help="convert the bundled ONNX weights to torch (cached) and show provenance")
@@ -126,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AssetError, DatasetError, WeightsUnavailable, ValueError) as e:
+    except (AssetError, DatasetError, WeightsUnavailable, ValueError, OSError) as e:
         print(f"cbir: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,142 @@
+"""Encrypt and decrypt image files and folders (PNG out, metadata in a PNG text chunk).
+
+An encrypted PNG carries, in its ``cbirlib-mtce`` text chunk, what decryption needs besides the
+key: the cipher parameters, the image id (for per-image keys), the original size and mode, and
+the fingerprint of the key that encrypted it (so a wrong key is a clear error, not noise).
+Grey images stay grey (one channel); every other mode is converted to RGB (alpha is dropped).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from . import cipher
+from .keys import CipherParams, Key, KeyUsageError
+
+META_KEY = "cbirlib-mtce"
+META_VERSION = 1
+
+
+class ImageFileError(ValueError):
+    """An input file or folder that cannot be encrypted or decrypted; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    source: Path
+    target: Path
+    image_id: str
+
+
+def _read(path: Path) -> tuple[np.ndarray, str]:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+            arr = np.asarray(im.convert(mode), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageFileError(f"cannot read image {path}: {e}") from e
+    return (arr[..., None] if arr.ndim == 2 else arr), mode
+
+
+def _write(path: Path, arr: np.ndarray, mode: str, meta: dict | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = None
+    if meta is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text(META_KEY, json.dumps(meta, sort_keys=True))
+    img = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
+    tmp = path.with_name(path.name + ".part")
+    img.save(tmp, format="PNG", pnginfo=info)
+    tmp.replace(path)
+
+
+def _key_for(key: Key, image_id: str) -> Key:
+    if key.kind == "master":
+        return key.for_image(image_id)
+    if key.kind == "image" and key.image_id not in (None, image_id):
+        raise KeyUsageError(f"this key belongs to image {key.image_id!r}, not {image_id!r}")
+    return key
+
+
+def _inputs(src: Path, exts: set[str]) -> list[tuple[Path, str]]:
+    """(file, image id) pairs: the id is the path relative to the input folder (or the name)."""
+    if not src.exists():
+        raise ImageFileError(f"{src} does not exist")
+    if src.is_file():
+        return [(src, src.name)]
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    if not files:
+        raise ImageFileError(f"{src} contains no image files")
+    return [(p, p.relative_to(src).as_posix()) for p in files]
+
+
+def _target(src: Path, dst: Path, file: Path, single: bool) -> Path:
+    if single:
+        return dst if dst.suffix.lower() == ".png" else dst / (file.stem + ".png")
+    return (dst / file.relative_to(src)).with_suffix(".png")
+
+
+def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error") -> list[FileResult]:
+    """Encrypt an image file, or every image under a folder (ids = relative paths), to PNGs."""
+    src, dst = Path(src), Path(dst)
+    exts = {e.lower() for e, f in Image.registered_extensions().items() if f in Image.OPEN}
+    pairs = _inputs(src, exts)
+    results = []
+    for file, image_id in pairs:
+        arr, mode = _read(file)
+        k = _key_for(key, image_id)
+        try:
+            enc = cipher.encrypt(arr, k, pad=pad)
+        except cipher.CipherInputError as e:
+            raise ImageFileError(f"{file}: {e}") from e
+        meta = {"version": META_VERSION, "params": k.params.record(), "image_id": image_id,
+                "size": list(arr.shape[:2]), "mode": mode, "key_fingerprint": k.fingerprint()}
+        target = _target(src, dst, file, src.is_file())
+        _write(target, enc, mode, meta)
+        results.append(FileResult(file, target, image_id))
+    return results
+
+
+def read_metadata(path: Path) -> dict:
+    try:
+        with Image.open(path) as im:
+            text = im.text.get(META_KEY) if hasattr(im, "text") else None
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageFileError(f"cannot read image {path}: {e}") from e
+    if text is None:
+        raise ImageFileError(f"{path} is not an MTCE-encrypted PNG (no {META_KEY} metadata)")
+    try:
+        meta = json.loads(text)
+        if meta.get("version") != META_VERSION:
+            raise ImageFileError(f"{path}: metadata version {meta.get('version')!r} is not {META_VERSION}")
+        meta["params"] = CipherParams(**meta["params"])
+        return meta
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ImageFileError):
+            raise
+        raise ImageFileError(f"{path}: damaged {META_KEY} metadata ({e})") from None
+
+
+def decrypt_path(src: str | Path, dst: str | Path, key: Key) -> list[FileResult]:
+    """Decrypt an encrypted PNG, or every PNG under a folder, back to the original pixels."""
+    src, dst = Path(src), Path(dst)
+    results = []
+    for file, _ in _inputs(src, {".png"}):
+        meta = read_metadata(file)
+        if meta["params"] != key.params:
+            raise KeyUsageError(f"{file} was encrypted with {meta['params']}, the key is for {key.params}")
+        k = _key_for(key, meta["image_id"])
+        if k.fingerprint() != meta["key_fingerprint"]:
+            raise KeyUsageError(f"{file}: wrong key (fingerprint {k.fingerprint()} != {meta['key_fingerprint']})")
+        arr, _ = _read(file)
+        dec = cipher.decrypt(arr, k, size=tuple(meta["size"]))
+        target = _target(src, dst, file, src.is_file())
+        _write(target, dec, meta["mode"])
+        results.append(FileResult(file, target, meta["image_id"]))
+    return results

@@ -1,0 +1,174 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from cbirlib import cipher, keys
+from cbirlib.cipher import CipherInputError
+from cbirlib.keys import CipherParams, KeyUsageError
+
+
+def key_for(block=8, strength=255, swap=True, seed=0, image_id="img"):
+    return keys.from_seed(seed, CipherParams(block, strength, swap)).for_image(image_id)
+
+
+@st.composite
+def image_and_key(draw):
+    b = draw(st.integers(1, 6))
+    h = b * draw(st.integers(1, 5))
+    w = b * draw(st.integers(1, 5))
+    c = draw(st.sampled_from([1, 3]))
+    img = draw(arrays(np.uint8, (h, w, c)))
+    params = CipherParams(b, draw(st.integers(0, 255)), draw(st.booleans()))
+    return img, keys.from_seed(draw(st.integers(0, 2**32)), params).for_image("x")
+
+
+@given(image_and_key())
+@settings(max_examples=150, deadline=None)
+def test_round_trip_is_exact(case):
+    img, key = case
+    before = img.copy()
+    enc = cipher.encrypt(img, key)
+    assert enc.shape == img.shape and enc.dtype == np.uint8
+    assert np.array_equal(cipher.decrypt(enc, key), img)
+    assert np.array_equal(img, before)  # inputs are never modified
+
+
+@given(image_and_key())
+@settings(max_examples=100, deadline=None)
+def test_steps_compose_to_the_fast_path(case):
+    img, key = case
+    steps = cipher.encrypt_steps(img, key)
+    assert np.array_equal(steps["3b substitute"], cipher.encrypt(img, key))
+    # steps 1-2 only move values: the multiset of values is unchanged until substitution
+    assert np.array_equal(np.sort(steps["2 shuffle blocks"].ravel()), np.sort(img.ravel()))
+
+
+@given(st.integers(1, 8), st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3]))
+@settings(max_examples=60, deadline=None)
+def test_padding_round_trip(b, h, w, c):
+    img = np.random.default_rng(h * 100 + w).integers(0, 256, (h, w, c), dtype=np.uint8)
+    key = key_for(block=b)
+    enc = cipher.encrypt(img, key, pad="pad")
+    assert enc.shape[:2] == cipher.padded_size(h, w, b)
+    assert np.array_equal(cipher.decrypt(enc, key, size=(h, w)), img)
+
+
+def test_batch_with_per_image_keys_equals_one_by_one():
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (11, 16, 24, 3), dtype=np.uint8)
+    master = keys.from_seed(3, CipherParams(4, 100, True))
+    ids = [f"i{k}" for k in range(11)]
+    enc = cipher.encrypt_with_ids(batch, ids, master)
+    for k in range(11):
+        assert np.array_equal(enc[k], cipher.encrypt(batch[k], master.for_image(ids[k])))
+    # chunking and threads do not change the result
+    again = cipher.encrypt(batch, [master.for_image(i) for i in ids], chunk=3, workers=2)
+    assert np.array_equal(enc, again)
+    assert np.array_equal(cipher.decrypt_with_ids(enc, ids, master), batch)
+
+
+def test_shared_key_is_one_permutation_for_all_images():
+    rng = np.random.default_rng(2)
+    batch = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    shared = keys.from_seed(0, CipherParams(8, 0, True), kind="shared")
+    enc = cipher.encrypt(batch, shared)
+    assert np.array_equal(enc[1], cipher.encrypt(batch[1], shared))
+    assert np.array_equal(cipher.decrypt(enc, shared), batch)
+
+
+def test_ciphertext_differs_and_wrong_key_does_not_decrypt():
+    img = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    key, other = key_for(seed=1), key_for(seed=2)
+    enc = cipher.encrypt(img, key)
+    assert (enc != img).mean() > 0.9
+    wrong = cipher.decrypt(enc, other)  # no exception, no plaintext
+    assert (wrong == img).mean() < 0.05
+    assert not np.array_equal(cipher.encrypt(img, key_for(seed=1, image_id="a")),
+                              cipher.encrypt(img, key_for(seed=1, image_id="b")))
+
+
+def test_parameters_change_the_key_material():
+    img = np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    base = keys.from_seed(5, CipherParams(8, 255, True)).for_image("x")
+    for params in (CipherParams(8, 255, False), CipherParams(8, 254, True), CipherParams(4, 255, True)):
+        assert not np.array_equal(cipher.encrypt(img, base), cipher.encrypt(img, base.with_params(params)))
+
+
+def test_strength_zero_and_no_swap_only_permute():
+    img = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    enc = cipher.encrypt(img, key_for(strength=0, swap=False))
+    assert np.array_equal(np.sort(enc.ravel()), np.sort(img.ravel()))
+    assert not np.array_equal(enc, img)
+
+
+def test_block_shuffle_moves_whole_blocks():
+    """With strength 0 each ciphertext block holds exactly the values of one plaintext block."""
+    img = np.arange(16 * 16 * 3, dtype=np.int64).reshape(16, 16, 3)
+    img = (img % 251).astype(np.uint8)
+    key = key_for(block=8, strength=0)
+    enc = cipher.encrypt(img, key)
+    blocks = lambda a: sorted(tuple(sorted(a[i:i + 8, j:j + 8].ravel())) for i in (0, 8) for j in (0, 8))
+    assert blocks(enc) == blocks(img)
+
+
+def test_torch_tensors_round_trip():
+    t = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    key = key_for(block=4)
+    enc = cipher.encrypt(t, key)
+    assert isinstance(enc, torch.Tensor) and enc.dtype == torch.uint8
+    assert torch.equal(cipher.decrypt(enc, key), t)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((8, 8, 3), dtype=np.float32), "uint8"),
+    (np.zeros((8, 8, 2), dtype=np.uint8), "C = 1 or 3"),
+    (np.zeros((8, 8), dtype=np.uint8), "C = 1 or 3"),
+    (np.full((8, 8, 3), 300, dtype=np.int32), "0..255"),
+    (np.zeros((0, 8, 3), dtype=np.uint8), "empty"),
+    ([[1, 2]], "numpy array"),
+])
+def test_bad_inputs(bad, match):
+    with pytest.raises(CipherInputError, match=match):
+        cipher.encrypt(bad, key_for())
+
+
+def test_integer_arrays_in_range_are_accepted():
+    img = np.random.default_rng(6).integers(0, 256, (8, 8, 3)).astype(np.int64)
+    key = key_for()
+    assert np.array_equal(cipher.decrypt(cipher.encrypt(img, key), key), img.astype(np.uint8))
+
+
+def test_size_policy_and_key_errors():
+    img = np.zeros((10, 16, 3), dtype=np.uint8)
+    with pytest.raises(CipherInputError, match="not a multiple of block size 8"):
+        cipher.encrypt(img, key_for())
+    with pytest.raises(CipherInputError, match="pad must be"):
+        cipher.encrypt(img, key_for(), pad="crop")
+    with pytest.raises(KeyUsageError, match="master key"):
+        cipher.encrypt(np.zeros((8, 8, 3), np.uint8), keys.from_seed(0))
+    with pytest.raises(CipherInputError, match="2 keys for 3 images"):
+        cipher.encrypt(np.zeros((3, 8, 8, 3), np.uint8), [key_for(), key_for()])
+    with pytest.raises(KeyUsageError, match="same parameters"):
+        cipher.encrypt(np.zeros((2, 8, 8, 3), np.uint8), [key_for(), key_for(strength=3)])
+    with pytest.raises(CipherInputError, match="multiple of block size"):
+        cipher.decrypt(np.zeros((12, 16, 3), np.uint8), key_for())
+    with pytest.raises(CipherInputError, match="does not fit"):
+        cipher.decrypt(np.zeros((8, 8, 3), np.uint8), key_for(), size=(9, 8))
+
+
+def test_encryption_is_deterministic_for_a_key():
+    img = np.random.default_rng(7).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    assert np.array_equal(cipher.encrypt(img, key_for(block=3)), cipher.encrypt(img, key_for(block=3)))
+
+
+def test_permutations_look_uniform():
+    """Position of value 0 of a 2x2x1 block after step 1+2 for many keys: all 4 slots equally likely."""
+    img = np.arange(4, dtype=np.uint8).reshape(2, 2, 1)
+    master = keys.from_seed(11, CipherParams(2, 0, False))
+    enc = cipher.encrypt_with_ids(np.repeat(img[None], 4000, axis=0), [str(i) for i in range(4000)], master)
+    where = enc.reshape(4000, 4).argmin(axis=1)
+    counts = np.bincount(where, minlength=4)
+    assert counts.min() > 900 and counts.max() < 1100, counts
