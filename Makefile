@@ -20,15 +20,16 @@ EXECUTED   := $(patsubst notebooks/%.ipynb,book/executed/%.ipynb,$(NOTEBOOKS))
 BOOK_SRC   := $(wildcard book/*.md book/*.yml) CITATION.cff
 BOOK_INDEX := book/_build/html/index.html
 
-NB     ?=
-PARAMS ?=
+NB      ?=
+PARAMS  ?=
+PROFILE ?= cpu
 
 .PHONY: help venv assets weights data notebooks book run refresh test lab clean distclean
 
 help: ## list targets
 	@echo "Usage: make <target>   (first time: make book, then make test)"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
-	@echo "Variables: NB=<notebook id> PARAMS='-p name value ...' for 'make run'; PYTHON=python3.11"
+	@echo "Variables: PROFILE=ci|cpu|paper (default cpu) for book/notebooks/run; NB=<notebook id> PARAMS='-p name value ...' for run"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,7 +60,7 @@ data: data/default/manifest.csv ## build the embedded default dataset into data/
 
 book/executed/%.ipynb: notebooks/%.ipynb $(LIB) data/default/manifest.csv data/cache/.weights
 	@mkdir -p book/executed
-	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $*.ipynb ../$@ $(PARAMS)
+	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $*.ipynb ../$@ -p profile $(PROFILE)
 
 notebooks: $(EXECUTED) ## execute every notebook with its default parameters into book/executed
 
@@ -74,12 +75,12 @@ run: data/default/manifest.csv data/cache/.weights ## run one notebook with new 
 	@test -n "$(NB)" || (echo "usage: make run NB=<notebook id> PARAMS='-p name value'"; exit 2)
 	@test -f notebooks/$(NB).ipynb || (echo "no notebook notebooks/$(NB).ipynb"; exit 2)
 	@mkdir -p book/executed
-	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $(NB).ipynb ../book/executed/$(NB).ipynb $(PARAMS)
+	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $(NB).ipynb ../book/executed/$(NB).ipynb -p profile $(PROFILE) $(PARAMS)
 	$(MAKE) --no-print-directory book
 
-refresh: data/default/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place (their nbval reference outputs)
+refresh: data/default/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place at the ci profile (nbval references)
 	@tmp=$$(mktemp -d); for nb in $(NOTEBOOKS); do \
-	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $$(basename $$nb) $$(basename $$nb)); \
+	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $$(basename $$nb) $$(basename $$nb) -p profile ci); \
 	done; rm -rf $$tmp
 
 test: data/default/manifest.csv data/cache/.weights ## all tests: unit tests + nbval of the notebooks' reference outputs

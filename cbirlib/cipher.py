@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -119,6 +120,14 @@ class _Workspace:
         return buf[:size].view(dtype).reshape(shape)
 
 
+def _low_word(keys64: np.ndarray, largest: int) -> np.ndarray:
+    """A view of the least significant 16 bits (32 if ``largest`` needs them) of each int64."""
+    dtype = np.uint16 if largest < 1 << 16 else np.uint32
+    words = 8 // np.dtype(dtype).itemsize
+    lsb = 0 if sys.byteorder == "little" else words - 1
+    return keys64.view(dtype)[..., lsb::words]
+
+
 def _stream_label(params: CipherParams, shape: tuple[int, int, int]) -> bytes:
     return b"mtce-expand|" + json.dumps([params.record(), list(shape)], sort_keys=True).encode()
 
@@ -156,20 +165,18 @@ def expand(keys: Sequence[Key], shape: tuple[int, int, int], _ws: _Workspace | N
 
     order = np.argsort(part(1, np.uint64), axis=1)  # (N, K): destination j <- source block order[j]
     base, off = _block_offsets(h, w, c, b)  # image-flat index of block k's value t = base[k] + off[t]
-    # Sort keys: random high bits, the value's in-block offset off[t] in the low bits (distinct).
-    bits = max(1, int(off[-1]).bit_length())
-    mask = (1 << bits) - 1
+    # Sort keys: random high bits, the value's in-block offset off[t] in the low 16 (or 32) bits,
+    # written through a narrow view (one pass, no read-modify-write); the keys are then distinct.
     keys64 = part(0, np.int64).reshape(nimg, nk, n)
-    np.bitwise_and(keys64, ~mask, out=keys64)
-    np.bitwise_or(keys64, off, out=keys64)  # low bits were cleared: or == add
-    keys64.sort(axis=2)  # ties need equal random high bits: probability < n^2 / 2^(65 - bits) per block
-    np.bitwise_and(keys64, mask, out=keys64)
+    low = _low_word(keys64, int(off[-1]))
+    low[...] = off
+    keys64.sort(axis=2)  # ties need equal random high bits: probability < n^2 / 2^(64 - low bits) per block
     # Destination value t of block j lives at base[j] + off[t]; its source is base[order[j]] + the
-    # sorted offset (+ the image's row offset in the batch): one fused add into the strided view.
+    # sorted offset (+ the image's start in the batch): one add from the low words into the index.
     start = base[order] + (np.arange(nimg, dtype=np.int64) * total)[:, None]
     index = ws.get("index", (nimg, total), np.int64)
-    np.add(keys64.reshape(nimg, h // b, w // b, b, b, c),
-           start.reshape(nimg, h // b, w // b, 1, 1, 1), out=_block_view(index, h, w, c, b))
+    np.add(low.reshape(nimg, h // b, w // b, b, b, c), start.reshape(nimg, h // b, w // b, 1, 1, 1),
+           out=_block_view(index, h, w, c, b), dtype=np.int64)
     if params.swap and c == 3:
         channels = _PERMS3[part(2, np.uint32) % 6]
     else:

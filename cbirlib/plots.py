@@ -45,3 +45,41 @@ def image_grid(images: np.ndarray, titles: list[str] | None = None, cols: int = 
                 ax.set_title(titles[k], fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def image_table(rows: list[list[np.ndarray]], row_titles: list[str], col_titles: list[str],
+                size: float = 1.9) -> plt.Figure:
+    """A grid of uint8 images: ``rows[r][c]`` with row and column titles (grey for 1 channel)."""
+    nr, nc = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(nr, nc, figsize=(size * nc, size * nr + 0.3), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(nc):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(row):
+                img = row[c]
+                ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img,
+                          cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            if r == 0:
+                ax.set_title(col_titles[c], fontsize=8)
+        axes[r, 0].set_ylabel(row_titles[r], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_lines(summary, x: str, metrics: list[str], title: str = "") -> plt.Figure:
+    """One small panel per metric: mean (line) and +-1 std (band) against ``x``."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 2.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        s = summary[summary.metric == metric].sort_values(x)
+        ax.plot(s[x], s["mean"], marker="o")
+        ax.fill_between(s[x], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0), alpha=0.2)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel(x)
+        if x == "block_size":
+            ax.set_xscale("log", base=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

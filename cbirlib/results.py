@@ -63,3 +63,13 @@ def side_by_side(tidy: pd.DataFrame, index: list[str], value: str) -> pd.DataFra
     (``paper``, ``ours``; missing ones are NaN)."""
     wide = tidy.pivot_table(index=index, columns="source", values=value, aggfunc="first", sort=False)
     return wide.reindex(columns=[s for s in SOURCES if s in wide.columns])
+
+
+def for_display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """A copy with float columns as strings of ``digits`` significant digits, so notebook outputs
+    are stable to compare (nbval) and easy to read. The CSVs keep full precision."""
+    out = table.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].map(lambda x: "" if pd.isna(x) else f"{x:.{digits}g}")
+    return out

@@ -1,0 +1,113 @@
+"""MTCE throughput against AES-CTR measured in the same run, on the same bytes.
+
+Usage: .venv/bin/python benchmarks/bench_cipher.py [--images 64] [--dataset-images 3600]
+
+Reports, for 224x224x3 uint8 images at block sizes 1, 8 and 16, on one core (workers=1):
+- "schedule precomputed": the per-image keys already expanded; encryption is one gather + one add;
+- "incl. key derivation": from the master key: HKDF per image, AES-CTR key expansion, then encryption;
+then the time to encrypt a paper-sized dataset (3,600 images, per-image keys) with the default
+worker threads. The last line is ``ratio_vs_aes_ctr_block8=<MTCE encrypt MB/s / AES-128-CTR MB/s,
+schedule precomputed>``. Best of several repeats; wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+from cryptography.hazmat.backends import default_backend
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from cbirlib import cipher, keys
+
+SHAPE = (224, 224, 3)
+
+
+def best_of(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def aes_ctr_mb_s(data: np.ndarray, key_bytes: int, repeats: int) -> float:
+    key = bytes(range(key_bytes))
+    src = memoryview(data.reshape(-1))
+    out = bytearray(data.nbytes + 16)
+
+    def run() -> None:
+        Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor().update_into(src, out)
+
+    return data.nbytes / best_of(run, repeats) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=64, help="images per throughput measurement")
+    parser.add_argument("--dataset-images", type=int, default=3600, help="paper-sized dataset test")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chunk", type=int, default=4, help="images per expanded schedule")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.images, *SHAPE), dtype=np.uint8)
+    ids = [f"img{i:05d}" for i in range(args.images)]
+    mb = images.nbytes / 1e6
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"numpy {np.__version__}; {default_backend().openssl_version_text()}")
+    print(f"{args.images} images of {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} uint8 ({mb:.1f} MB), best of {args.repeats}")
+
+    aes128 = aes_ctr_mb_s(images, 16, args.repeats)
+    aes256 = aes_ctr_mb_s(images, 32, args.repeats)
+    print(f"baseline AES-128-CTR {aes128:9.0f} MB/s   AES-256-CTR {aes256:9.0f} MB/s")
+
+    ratio_block8 = None
+    for b in (1, 8, 16):
+        master = keys.from_seed(0, keys.CipherParams(b, 255, True))
+        image_keys = [master.for_image(i) for i in ids]
+        chunks = [(slice(s, s + args.chunk), cipher.expand(image_keys[s:s + args.chunk], SHAPE))
+                  for s in range(0, args.images, args.chunk)]
+        out = np.empty_like(images)
+        enc = cipher.encrypt(images, image_keys, workers=1)
+
+        def pre_enc() -> None:
+            for sl, sched in chunks:
+                cipher.apply_schedule(images[sl], sched, out=out[sl])
+
+        def pre_dec() -> None:
+            for sl, sched in chunks:
+                cipher.invert_schedule(enc[sl], sched, out=out[sl])
+
+        t_pre_e, t_pre_d = best_of(pre_enc, args.repeats), best_of(pre_dec, args.repeats)
+        t_full_e = best_of(lambda: cipher.encrypt(images, [master.for_image(i) for i in ids], workers=1),
+                           args.repeats)
+        t_full_d = best_of(lambda: cipher.decrypt(enc, [master.for_image(i) for i in ids], workers=1), args.repeats)
+        assert np.array_equal(cipher.decrypt(enc, image_keys, workers=1), images)
+        for what, t_e, t_d in (("schedule precomputed", t_pre_e, t_pre_d),
+                               ("incl. key derivation", t_full_e, t_full_d)):
+            print(f"block {b:2d} {what:21s} encrypt {mb / t_e:7.0f} MB/s {args.images / t_e:8.0f} img/s "
+                  f"({mb / t_e / aes128:.3f} x AES-128-CTR)   decrypt {mb / t_d:7.0f} MB/s "
+                  f"{args.images / t_d:8.0f} img/s")
+        if b == 8:
+            ratio_block8 = mb / t_pre_e / aes128
+            ratio_full8 = mb / t_full_e / aes128
+
+    n = args.dataset_images
+    big = np.repeat(images, -(-n // args.images), axis=0)[:n]
+    big_ids = [f"img{i:05d}" for i in range(n)]
+    master = keys.from_seed(0, keys.CipherParams(8, 255, True))
+    for workers in sorted({1, cipher.DEFAULT_WORKERS}):
+        t = best_of(lambda: cipher.encrypt(big, [master.for_image(i) for i in big_ids], workers=workers), 1)
+        print(f"paper-sized dataset: {n} images, block 8, per-image keys (derivation included), "
+              f"{workers} worker(s): {t:.2f} s")
+    print(f"ratio_vs_aes_ctr_block8_incl_key_derivation={ratio_full8:.4f}")
+    print(f"ratio_vs_aes_ctr_block8={ratio_block8:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Named parameter sets ("profiles") of the same code: ``ci`` (smallest; what nbval re-executes),
+``cpu`` (the default of ``make book``: minutes on 2 cores) and ``paper`` (paper scale, for a GPU).
+
+A notebook's parameters default to ``None`` meaning "the profile's value"; any of them can be set
+explicitly from papermill, which wins over the profile.
+"""
+
+from __future__ import annotations
+
+PROFILE_NAMES = ("ci", "cpu", "paper")
+
+PROFILES: dict[str, dict[str, dict]] = {
+    "00_data": {
+        "ci": {"montage_per_class": 4},
+        "cpu": {"montage_per_class": 6},
+        "paper": {"montage_per_class": 8},
+    },
+    "01_encryption": {
+        "ci": {"images_per_class": 2, "throughput_images": 16},
+        "cpu": {"images_per_class": 10, "throughput_images": 64},
+        "paper": {"images_per_class": 100, "throughput_images": 256},
+    },
+}
+
+
+def resolve(notebook: str, profile: str, **parameters) -> dict:
+    """The notebook's parameters: explicit values, else the profile's; an unknown profile or a
+    parameter the profile does not define (left as None) is a clear error."""
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILE_NAMES}")
+    table = PROFILES.get(notebook)
+    if table is None:
+        raise ValueError(f"no profiles for notebook {notebook!r}")
+    base = table[profile]
+    out = {"profile": profile}
+    for name, value in parameters.items():
+        if value is None:
+            if name not in base:
+                raise ValueError(f"parameter {name!r} is None and profile {profile!r} has no value for it")
+            value = base[name]
+        out[name] = value
+    return out
