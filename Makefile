@@ -62,7 +62,7 @@ book/executed/%.ipynb: notebooks/%.ipynb $(LIB) data/default/manifest.csv data/c
 	@mkdir -p book/executed
 	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $*.ipynb ../$@ -p profile $(PROFILE)
 
-notebooks: $(EXECUTED) ## execute every notebook with its default parameters into book/executed
+notebooks: $(EXECUTED) ## execute every notebook at PROFILE (default cpu) into book/executed
 
 $(BOOK_INDEX): $(EXECUTED) $(BOOK_SRC)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
