@@ -269,6 +269,12 @@ def _file_sha256(path: Path) -> str:
 
 # --------------------------------------------------------------------------- builders
 
+def resolve_weights(model: str, weights: str) -> str:
+    """The weights source ``weights`` stands for on this machine (``auto`` -> torchvision or
+    bundled, with the warning), so a run that builds a model many times warns once."""
+    return _resolve_weights(model, weights)[0]
+
+
 def _resolve_weights(model: str, weights: str) -> tuple[str, list[str]]:
     if weights not in WEIGHTS_CHOICES:
         raise ValueError(f"weights must be one of {WEIGHTS_CHOICES}, got {weights!r}")
@@ -495,3 +501,17 @@ def weights_table(image_size: int = 224) -> "pd.DataFrame":
                          pretrained=", ".join(p.pretrained_parts),
                          random_init=", ".join(p.randomly_initialised), sha256=p.sha256))
     return pd.DataFrame(rows)
+
+
+def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Frozen-trunk features of a batch: VGG-16 block5 maps averaged over space (N, 512); timm
+    ViT CLS token after the final norm (N, 384); torchvision ViT CLS token (N, 768)."""
+    if isinstance(model, VGG16):
+        return model.trunk(x).mean(dim=(2, 3))
+    if hasattr(model, "forward_features") and hasattr(model, "patch_embed"):
+        return model.forward_features(x)[:, 0]
+    if hasattr(model, "class_token"):  # torchvision VisionTransformer
+        h = model._process_input(x)
+        h = torch.cat([model.class_token.expand(h.shape[0], -1, -1), h], dim=1)
+        return model.encoder(h)[:, 0]
+    raise TypeError(f"no pooled features for {type(model).__name__}")

@@ -36,3 +36,36 @@ def table_v() -> pd.DataFrame:
     """Tidy (method, metric, value, source='paper') rows of Table V."""
     return pd.DataFrame([dict(method=m, metric=k, value=v, source="paper")
                          for m, vals in TABLE_V.items() for k, v in vals.items()])
+
+#: Tables VI (ViT) and VII (VGG-16): per class accuracy, precision, recall in percent, as printed.
+#: Domains: plaintext, "8 Blocks", "1 Block". The paper's classes Bone, Chest, MRI are our bone,
+#: chest, brain. None = "Undefined" in the paper (no predicted positives).
+_TABLE_VI_VII = {
+    "vit": {
+        "plaintext": {"bone": (98.67, 100.00, 96.00), "chest": (97.00, 92.52, 99.00), "brain": (98.33, 98.97, 96.00)},
+        "MTCE 8-px blocks": {"bone": (94.00, 87.96, 95.00), "chest": (93.33, 89.22, 91.00), "brain": (95.33, 97.78, 88.00)},
+        "MTCE 1-px blocks": {"bone": (43.00, 33.79, 74.00), "chest": (66.67, None, 0.00), "brain": (73.00, 61.73, 50.00)},
+    },
+    "vgg16": {
+        "plaintext": {"bone": (99.33, 99.01, 100.00), "chest": (99.33, 100.00, 98.00), "brain": (99.33, 99.01, 100.00)},
+        "MTCE 8-px blocks": {"bone": (95.33, 94.95, 94.00), "chest": (95.33, 96.94, 95.00), "brain": (95.33, 94.17, 97.00)},
+        "MTCE 1-px blocks": {"bone": (43.67, 89.47, 17.00), "chest": (43.67, 37.21, 96.00), "brain": (43.67, 78.26, 18.00)},
+    },
+}
+#: which per-class accuracy convention each table uses (see cbirlib.evaluate)
+ACCURACY_CONVENTION = {"vit": "accuracy_ovr", "vgg16": "accuracy_overall"}
+
+
+def table_vi_vii() -> pd.DataFrame:
+    """Tidy (model, domain, class, metric, value, source='paper') rows of Tables VI and VII, values
+    as fractions (0..1); the accuracy row is named after the convention the table appears to use."""
+    import math
+
+    rows = []
+    for model, domains in _TABLE_VI_VII.items():
+        for domain, classes in domains.items():
+            for cls, (acc, prec, rec) in classes.items():
+                for metric, v in ((ACCURACY_CONVENTION[model], acc), ("precision", prec), ("recall", rec)):
+                    rows.append(dict(model=model, domain=domain, **{"class": cls}, metric=metric,
+                                     value=math.nan if v is None else v / 100.0, source="paper"))
+    return pd.DataFrame(rows)

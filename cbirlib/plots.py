@@ -83,3 +83,57 @@ def metric_lines(summary, x: str, metrics: list[str], title: str = "") -> plt.Fi
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def confusion_matrices(confusion, classes: list[str]) -> plt.Figure:
+    """Seaborn heatmaps with counts, one per (model, domain) of a tidy confusion table."""
+    import seaborn as sns
+
+    groups = list(confusion.groupby(["model", "domain"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.1 * len(groups), 3.0), squeeze=False)
+    for ax, ((model, domain), g) in zip(axes[0], groups):
+        m = g.pivot(index="true", columns="predicted", values="count").reindex(index=classes, columns=classes)
+        sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, square=True)
+        ax.set_title(f"{model}: {domain}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history) -> plt.Figure:
+    """Validation accuracy and training loss per epoch, one line per (model, domain); dots mark
+    the kept (best-validation) epoch."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3))
+    for (model, domain), h in history.groupby(["model", "domain"], sort=False):
+        line, = a1.plot(h.epoch, h.val_accuracy, label=f"{model}: {domain}")
+        a1.scatter(h.epoch[h.best], h.val_accuracy[h.best], color=line.get_color())
+        a2.plot(h.epoch, h.train_loss, color=line.get_color())
+    a1.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.02))
+    a2.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    a1.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_block_size(table, paper_rows=None) -> plt.Figure:
+    """Test accuracy against block size per model (plaintext drawn as a dashed line); the paper's
+    accuracies (mean recall over its balanced test classes) as crosses when given."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    acc = table[(table.metric == "accuracy") & (table["class"] == "all")]
+    for model, g in acc.groupby("model", sort=False):
+        enc = g[g.domain.str.startswith("MTCE")].assign(
+            b=lambda d: d.domain.str.extract(r"(\d+)-px")[0].astype(int)).sort_values("b")
+        line, = ax.plot(enc.b, enc.value, marker="o", label=f"{model} (ours)")
+        plain = g[g.domain == "plaintext"].value
+        if len(plain):
+            ax.axhline(plain.iloc[0], color=line.get_color(), linestyle="--", linewidth=1)
+        if paper_rows is not None:  # balanced test set: overall accuracy = mean recall
+            p = paper_rows[(paper_rows.model == model) & (paper_rows.metric == "recall")
+                           & paper_rows.domain.str.startswith("MTCE")]
+            if len(p):
+                pb = p.assign(b=p.domain.str.extract(r"(\d+)-px")[0].astype(int)).groupby("b").value.mean()
+                ax.scatter(pb.index, pb.values, marker="x", color=line.get_color(), label=f"{model} (paper)")
+    ax.axhline(1 / 3, color="grey", linestyle=":", linewidth=1, label="chance (3 classes)")
+    ax.set(xscale="log", xlabel="block size (px)", ylabel="test accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

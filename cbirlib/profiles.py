@@ -20,6 +20,20 @@ PROFILES: dict[str, dict[str, dict]] = {
         "cpu": {"images_per_class": 10, "throughput_images": 64},
         "paper": {"images_per_class": 100, "throughput_images": 256},
     },
+    "02_classification": {
+        # ci: the smallest run that still shows plaintext > 8-px > 1-px blocks
+        "ci": {"image_size": 56, "trainable": "head", "epochs": 30, "batch_size": 32, "lr": 1e-3,
+               "train_per_class": 30, "val_per_class": 12, "test_per_class": 24,
+               "domains": ["plain", 8, 1]},
+        # cpu: frozen pretrained trunk, cached features, trained linear head; all default data
+        "cpu": {"image_size": 112, "trainable": "head", "epochs": 100, "batch_size": 32, "lr": 1e-3,
+                "train_per_class": None, "val_per_class": None, "test_per_class": None,
+                "domains": ["plain", 16, 8, 4, 1]},
+        # paper: Table IV exactly (all weights trained), for a GPU
+        "paper": {"image_size": 224, "trainable": "all", "epochs": 100, "batch_size": 32, "lr": 1e-3,
+                  "train_per_class": None, "val_per_class": None, "test_per_class": None,
+                  "domains": ["plain", 8, 1]},
+    },
 }
 
 
@@ -40,3 +54,4 @@ def resolve(notebook: str, profile: str, **parameters) -> dict:
             value = base[name]
         out[name] = value
     return out
+

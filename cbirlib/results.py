@@ -73,3 +73,9 @@ def for_display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
         if pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].map(lambda x: "" if pd.isna(x) else f"{x:.{digits}g}")
     return out
+
+
+def read_table(notebook: str, name: str, results_dir: str | Path | None = None) -> pd.DataFrame | None:
+    """A results CSV if it exists (e.g. a GPU run's), else None."""
+    path = results_root(results_dir) / notebook / f"{name}.csv"
+    return pd.read_csv(path) if path.exists() else None

@@ -1,0 +1,151 @@
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from cbirlib import cipher, data, evaluate, train
+from cbirlib.train import Domain, ExperimentConfig, ExperimentError
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=60))
+@settings(max_examples=100, deadline=None)
+def test_metrics_agree_with_scikit_learn(pairs):
+    y_true = [a for a, _ in pairs]
+    y_pred = [b for _, b in pairs]
+    classes = ["a", "b", "c"]
+    pc = evaluate.per_class_metrics(y_true, y_pred, classes)
+    labels = [0, 1, 2]
+    np.testing.assert_allclose(pc.precision, precision_score(y_true, y_pred, labels=labels, average=None,
+                                                             zero_division=np.nan), equal_nan=True)
+    np.testing.assert_allclose(pc.recall, recall_score(y_true, y_pred, labels=labels, average=None,
+                                                       zero_division=np.nan), equal_nan=True)
+    assert pc.accuracy_overall.iloc[0] == pytest.approx(accuracy_score(y_true, y_pred))
+    present = sorted(set(y_true))
+    summary = evaluate.summary_metrics(y_true, y_pred, classes)
+    assert summary["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=present, average="macro",
+                                                         zero_division=0))
+    cm = evaluate.confusion_matrix(y_true, y_pred, 3)
+    for k in range(3):  # one-vs-rest accuracy from the confusion matrix
+        tn = cm.sum() - cm[k].sum() - cm[:, k].sum() + cm[k, k]
+        assert pc.accuracy_ovr.iloc[k] == pytest.approx((cm[k, k] + tn) / cm.sum())
+
+
+def test_undefined_precision_is_nan_not_zero():
+    pc = evaluate.per_class_metrics([0, 1, 2], [0, 0, 2], ["a", "b", "c"])
+    assert np.isnan(pc.precision.iloc[1]) and pc.recall.iloc[1] == 0.0
+
+
+@pytest.fixture
+def toy_folder(tmp_path):
+    """3 separable classes of 28x28 RGB images: dark, mid and bright, with noise."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "toy"
+    for k, (cls, level) in enumerate((("dark", 40), ("mid", 128), ("bright", 215))):
+        (root / cls).mkdir(parents=True)
+        for i in range(24):
+            img = np.clip(rng.normal(level, 25, (28, 28, 3)), 0, 255).astype(np.uint8)
+            img[: 4 + 6 * k] = 255 - img[: 4 + 6 * k]  # a class-specific stripe
+            Image.fromarray(img).save(root / cls / f"{i}.png")
+    return root
+
+
+def toy_config(folder, **kw):
+    base = dict(model="vgg16", weights="none", data=str(folder), domains=("plain",), image_size=32,
+                trainable="head", epochs=40, batch_size=16, lr=1e-2, seed=0, profile="ci")
+    return ExperimentConfig(**(base | kw))
+
+
+def test_tiny_training_learns_and_is_deterministic(toy_folder):
+    cfg = toy_config(toy_folder)
+    a = train.run_experiment(cfg, progress=False)
+    acc = evaluate.summary_metrics(a.results[0].y_true, a.results[0].y_pred, a.classes)["accuracy"]
+    assert acc > 0.6, acc  # chance is 1/3
+    b = train.run_experiment(cfg, progress=False)
+    assert np.array_equal(a.results[0].y_pred, b.results[0].y_pred)
+    assert a.results[0].history.equals(b.results[0].history)
+
+
+def test_full_fine_tuning_runs(toy_folder):
+    cfg = toy_config(toy_folder, model="vgg16", trainable="all", epochs=2, image_size=32, lr=1e-4)
+    exp = train.run_experiment(cfg, progress=False)
+    assert len(exp.results[0].history) == 2 and exp.results[0].best_epoch in (1, 2)
+    assert exp.provenance["device"] in ("cpu", "cuda")
+
+
+def test_encrypted_domain_feeds_encrypted_images(toy_folder, monkeypatch):
+    cfg = toy_config(toy_folder, domains=(4,), epochs=2)
+    ds = data.open_dataset(str(toy_folder))
+    splits = train.prepare_splits(cfg, ds, Domain(4))
+    plain, _, ids = ds.load("train", 32)
+    expected = cipher.encrypt_with_ids(plain, ids, train.domain_key(cfg, Domain(4)))
+    assert np.array_equal(splits["train"].images, expected)
+    assert not np.array_equal(splits["train"].images, plain)
+    seen = []
+    original = train._features
+
+    def spy(bundle, images, *a, **k):
+        seen.append(images)
+        return original(bundle, images, *a, **k)
+
+    monkeypatch.setattr(train, "_features", spy)
+    train.run_domain(cfg, ds, 4, progress=False, cache_features=False)
+    assert any(np.array_equal(x, expected) for x in seen)
+
+
+def test_shared_key_mode(toy_folder):
+    cfg = toy_config(toy_folder, key_mode="shared", domains=(4,))
+    ds = data.open_dataset(str(toy_folder))
+    splits = train.prepare_splits(cfg, ds, Domain(4))
+    plain, _, _ = ds.load("train", 32)
+    assert np.array_equal(splits["train"].images, cipher.encrypt(plain, train.domain_key(cfg, Domain(4))))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(model="resnet"), "unknown model"),
+    (dict(domains=(5,)), "does not divide image size 32"),
+    (dict(domains=("rot13",)), "unknown domain"),
+    (dict(trainable="some"), "trainable"),
+    (dict(key_mode="none"), "key_mode"),
+    (dict(epochs=0), "epochs"),
+    (dict(lr=0.0), "lr"),
+])
+def test_bad_parameters(toy_folder, kw, match):
+    with pytest.raises(ExperimentError, match=match):
+        toy_config(toy_folder, **kw)
+
+
+def test_empty_split_is_a_clear_error(toy_folder, tmp_path):
+    ds = data.load_image_folder(toy_folder)
+    split = ds.table[["path"]].assign(split="train")
+    split_file = tmp_path / "split.csv"
+    split.to_csv(split_file, index=False)
+    ds2 = data.load_image_folder(toy_folder, split_file=split_file)
+    with pytest.raises(ExperimentError, match="val split .* is empty"):
+        train.prepare_splits(toy_config(toy_folder), ds2, Domain(None))
+
+
+def test_differences_from_paper_are_stated(toy_folder):
+    lines = toy_config(toy_folder).differences_from_paper()
+    assert any("frozen" in line for line in lines) and any("image_size 32" in line for line in lines)
+    assert ExperimentConfig(profile="paper").differences_from_paper() == []
+    assert Domain.parse("plain").name == "plaintext" and Domain.parse("b8").block_size == 8
+
+
+def test_tables_have_the_tidy_schema(toy_folder):
+    exp = train.run_experiment(toy_config(toy_folder, epochs=3), progress=False)
+    t = evaluate.experiment_table(exp)
+    assert list(t.columns) == ["model", "domain", "class", "metric", "value", "source"]
+    assert set(t.source) == {"ours"}
+    c = evaluate.confusion_table(exp)
+    assert c["count"].sum() == len(exp.results[0].y_true)
+    assert isinstance(evaluate.history_table(exp), pd.DataFrame)
+
+
+def test_model_specific_sizes(toy_folder):
+    with pytest.raises(ExperimentError, match="multiple of 14"):
+        toy_config(toy_folder, model="vit", image_size=32)
+    with pytest.raises(ExperimentError, match=">= 32"):
+        toy_config(toy_folder, image_size=28, domains=("plain",))
