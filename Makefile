@@ -24,7 +24,7 @@ NB      ?=
 PARAMS  ?=
 PROFILE ?= cpu
 
-.PHONY: help venv assets weights data notebooks book run refresh test lab clean distclean
+.PHONY: help venv assets weights data notebooks book run refresh test lab clean distclean paper-run
 
 help: ## list targets
 	@echo "Usage: make <target>   (first time: make book, then make test)"
@@ -88,6 +88,14 @@ test: data/default/manifest.csv data/cache/.weights ## all tests: unit tests + n
 	CBIR_REQUIRE_ASSETS=1 CBIR_RESULTS_DIR=$$tmp $(PY) -m pytest tests notebooks \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
+
+paper-run: data/default/manifest.csv data/cache/.weights ## GPU: the classification notebook at the paper profile (Table IV) into results/02_classification_paper (DATA=folder)
+	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() or '$(FORCE)' == '1' else 1)" || \
+	  (echo "paper-run needs a CUDA GPU (100 epochs of full fine-tuning at 224 px); FORCE=1 runs it anyway"; exit 2)
+	@mkdir -p book/executed
+	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar 02_classification.ipynb \
+	  ../book/executed/02_classification_paper.ipynb -p profile paper -p results_name 02_classification_paper \
+	  -p data $(or $(DATA),default)
 
 lab: data/default/manifest.csv data/cache/.weights ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/

@@ -86,15 +86,24 @@ def metric_lines(summary, x: str, metrics: list[str], title: str = "") -> plt.Fi
 
 
 def confusion_matrices(confusion, classes: list[str]) -> plt.Figure:
-    """Seaborn heatmaps with counts, one per (model, domain) of a tidy confusion table."""
+    """Seaborn heatmaps with counts: one row per model, one panel per domain."""
     import seaborn as sns
 
-    groups = list(confusion.groupby(["model", "domain"], sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.1 * len(groups), 3.0), squeeze=False)
-    for ax, ((model, domain), g) in zip(axes[0], groups):
-        m = g.pivot(index="true", columns="predicted", values="count").reindex(index=classes, columns=classes)
-        sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, square=True)
-        ax.set_title(f"{model}: {domain}", fontsize=9)
+    model_names = list(dict.fromkeys(confusion.model))
+    domains = list(dict.fromkeys(confusion.domain))
+    fig, axes = plt.subplots(len(model_names), len(domains), squeeze=False,
+                             figsize=(2.5 * len(domains), 2.5 * len(model_names)))
+    for r, model in enumerate(model_names):
+        for c, domain in enumerate(domains):
+            ax = axes[r, c]
+            g = confusion[(confusion.model == model) & (confusion.domain == domain)]
+            if g.empty:
+                ax.set_axis_off()
+                continue
+            m = g.pivot(index="true", columns="predicted", values="count").reindex(index=classes, columns=classes)
+            sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, square=True)
+            ax.set_title(f"{model}: {domain}", fontsize=8)
+            ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
 
