@@ -120,6 +120,43 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from . import imagefiles, models, retrieval
+
+    database = imagefiles.load_encrypted(args.encrypted)
+    if args.model_file:
+        psi = models.FeatureModel.load(args.model_file)
+    else:
+        psi = models.FeatureModel(models.build_model(args.model, 3, args.weights, args.image_size), "pooled")
+    server = retrieval.CloudServer.create(args.store, database, psi, args.metric, args.index)
+    print(f"server store {args.store}: {len(server)} ciphertexts, features {server.features.shape[1]}-d "
+          f"({psi.meta['architecture']}, {psi.meta['layer']}), metric {args.metric}, index {args.index}")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from . import imagefiles, keys, retrieval
+
+    server = retrieval.CloudServer.open(args.store)
+    owner_key = keys.load(args.owner_key)
+    user_key = keys.load(args.user_key) if args.user_key else keys.generate(server.params, "image")
+    if user_key.params != server.params:
+        raise ValueError(f"the user key is for {user_key.params}, the store for {server.params}")
+    image, _ = imagefiles.read_image(Path(args.image))
+    user = retrieval.QueryUser(user_key)
+    result = server.query(user.encrypt_query(image, Path(args.image).name), args.k)[0]
+    owner = retrieval.DataOwner(owner_key)
+    owner.register(server.ids)  # the owner's database is what it uploaded to this store
+    released = owner.release_keys(result.ids, requester=f"cbir query {Path(args.image).name}")
+    decrypted = user.decrypt_results(server.fetch(result.ids), released)
+    out = Path(args.out)
+    for rank, (i, img, d) in enumerate(zip(result.ids, decrypted, result.distances), 1):
+        target = out / f"{rank:02d}_{Path(i).stem}.png"
+        imagefiles.write_png(target, img, "L" if img.shape[-1] == 1 else "RGB")
+        print(f"{rank:2d}  {d:10.4f}  {i}  -> {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cbir", description="Encrypted medical CBIR companion tools.")
     parser.add_argument("--version", action="version", version=f"cbirlib {__version__}")
@@ -166,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--pad", action="store_true",
                            help="zero-pad sizes that are not multiples of the block size (default: error)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("index", help="server side: build a search store from a folder of encrypted PNGs")
+    p.add_argument("store", help="store folder to create")
+    p.add_argument("--encrypted", required=True, help="folder written by `cbir encrypt`")
+    p.add_argument("--model", default="vit", help="vit or vgg16: pretrained pooled features (default vit)")
+    p.add_argument("--weights", default="auto", help="auto | bundled | torchvision | none")
+    p.add_argument("--image-size", type=int, default=112, help="model input size in pixels (default 112)")
+    p.add_argument("--model-file", default=None, help="a feature model exported by the data owner (FeatureModel.save)")
+    p.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
+    p.add_argument("--index", default="auto", choices=["auto", "exact", "faiss", "faiss-hnsw"])
+    p.set_defaults(func=_cmd_index)
+    p = sub.add_parser("query", help="user side: encrypt a query, search, get the keys, decrypt the top k")
+    p.add_argument("store", help="store folder built by `cbir index`")
+    p.add_argument("image", help="query image (any format Pillow reads)")
+    p.add_argument("--owner-key", required=True, help="the data owner's master key file (releases the keys)")
+    p.add_argument("--user-key", default=None, help="the user's own key file (default: a fresh random key)")
+    p.add_argument("-k", type=int, default=5, help="results to return (default 5)")
+    p.add_argument("--out", required=True, help="folder for the decrypted results")
+    p.set_defaults(func=_cmd_query)
 
     p_w = sub.add_parser("weights", help="pretrained backbones")
     s_w = p_w.add_subparsers(dest="action", required=True)

@@ -33,7 +33,7 @@ class FileResult:
     image_id: str
 
 
-def _read(path: Path) -> tuple[np.ndarray, str]:
+def read_image(path: Path) -> tuple[np.ndarray, str]:
     try:
         with Image.open(path) as im:
             im.load()
@@ -44,7 +44,7 @@ def _read(path: Path) -> tuple[np.ndarray, str]:
     return (arr[..., None] if arr.ndim == 2 else arr), mode
 
 
-def _write(path: Path, arr: np.ndarray, mode: str, meta: dict | None = None) -> None:
+def write_png(path: Path, arr: np.ndarray, mode: str, meta: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     info = None
     if meta is not None:
@@ -89,7 +89,7 @@ def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error")
     pairs = _inputs(src, exts)
     results = []
     for file, image_id in pairs:
-        arr, mode = _read(file)
+        arr, mode = read_image(file)
         k = _key_for(key, image_id)
         try:
             enc = cipher.encrypt(arr, k, pad=pad)
@@ -98,7 +98,7 @@ def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error")
         meta = {"version": META_VERSION, "params": k.params.record(), "image_id": image_id,
                 "size": list(arr.shape[:2]), "mode": mode, "key_fingerprint": k.fingerprint()}
         target = _target(src, dst, file, src.is_file())
-        _write(target, enc, mode, meta)
+        write_png(target, enc, mode, meta)
         results.append(FileResult(file, target, image_id))
     return results
 
@@ -134,9 +134,28 @@ def decrypt_path(src: str | Path, dst: str | Path, key: Key) -> list[FileResult]
         k = _key_for(key, meta["image_id"])
         if k.fingerprint() != meta["key_fingerprint"]:
             raise KeyUsageError(f"{file}: wrong key (fingerprint {k.fingerprint()} != {meta['key_fingerprint']})")
-        arr, _ = _read(file)
+        arr, _ = read_image(file)
         dec = cipher.decrypt(arr, k, size=tuple(meta["size"]))
         target = _target(src, dst, file, src.is_file())
-        _write(target, dec, meta["mode"])
+        write_png(target, dec, meta["mode"])
         results.append(FileResult(file, target, meta["image_id"]))
     return results
+
+
+def load_encrypted(src: str | Path):
+    """Every MTCE PNG under ``src`` as :class:`cbirlib.retrieval.Ciphertexts` (what a server
+    receives: ciphertexts, ids, public parameters). All must share parameters and size."""
+    from .retrieval import Ciphertexts
+
+    src = Path(src)
+    images, ids, params, size, shape = [], [], None, None, None
+    for file, _ in _inputs(src, {".png"}):
+        meta = read_metadata(file)
+        arr, _ = read_image(file)
+        if params is None:
+            params, size, shape = meta["params"], tuple(meta["size"]), arr.shape
+        if meta["params"] != params or tuple(meta["size"]) != size or arr.shape != shape:
+            raise ImageFileError(f"{file}: parameters or size differ from the rest of {src}")
+        images.append(arr)
+        ids.append(meta["image_id"])
+    return Ciphertexts(tuple(ids), np.stack(images), params, size)

@@ -177,6 +177,7 @@ class DomainResult:
     test_ids: list[str]
     seconds: float
     weights: dict = field(default_factory=dict)
+    feature_model: models.FeatureModel | None = None  # Psi, when run_domain(keep_model=True)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None):
@@ -211,6 +212,7 @@ def _feature_cache_path(cfg: ExperimentConfig, dataset: cbir_data.ImageDataset, 
 
 
 def _train_head(cfg, feats: dict[str, torch.Tensor], splits, num_classes, device, progress):
+    """Returns history, best epoch, test predictions and the (mean, std) standardisation."""
     torch.manual_seed(cfg.seed)
     mean, std = feats["train"].mean(0), feats["train"].std(0) + 1e-6  # standardise on train only
     z = {s: (f - mean) / std for s, f in feats.items()}
@@ -238,7 +240,7 @@ def _train_head(cfg, feats: dict[str, torch.Tensor], splits, num_classes, device
     head.load_state_dict(best[2])
     with torch.no_grad():
         pred = head(z["test"]).argmax(1).numpy()
-    return pd.DataFrame(history), best[1], pred
+    return pd.DataFrame(history), best[1], pred, (mean, std)
 
 
 def _train_all(cfg, bundle: models.ModelBundle, splits, device, progress):
@@ -279,8 +281,9 @@ def _train_all(cfg, bundle: models.ModelBundle, splits, device, progress):
 
 
 def run_domain(cfg: ExperimentConfig, dataset: cbir_data.ImageDataset, domain, progress: bool = True,
-               cache_features: bool = True) -> DomainResult:
-    """Train and evaluate one model on one domain."""
+               cache_features: bool = True, keep_model: bool = False) -> DomainResult:
+    """Train and evaluate one model on one domain; ``keep_model`` keeps Psi (the feature model:
+    pooled standardised features in head mode, the penultimate layer after full fine-tuning)."""
     domain = Domain.parse(domain)
     start = time.perf_counter()
     device = device_for(cfg.device)
@@ -298,11 +301,14 @@ def run_domain(cfg: ExperimentConfig, dataset: cbir_data.ImageDataset, domain, p
             if cache_features:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(feats[split], path)
-        history, best_epoch, pred = _train_head(cfg, feats, splits, len(dataset.classes), device, progress)
+        history, best_epoch, pred, (mean, std) = _train_head(cfg, feats, splits, len(dataset.classes),
+                                                             device, progress)
+        psi = models.FeatureModel(bundle, "pooled", mean, std) if keep_model else None
     else:
         history, best_epoch, pred = _train_all(cfg, bundle, splits, device, progress)
+        psi = models.FeatureModel(bundle, "penultimate") if keep_model else None
     return DomainResult(domain, history, best_epoch, splits["test"].labels, pred, splits["test"].ids,
-                        time.perf_counter() - start, bundle.provenance.record())
+                        time.perf_counter() - start, bundle.provenance.record(), psi)
 
 
 @dataclass

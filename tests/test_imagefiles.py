@@ -67,3 +67,27 @@ def test_cli_keygen_encrypt_decrypt(folder, tmp_path, capsys):
     key.write_text(key.read_text()[:40])
     assert cli.main(["decrypt", str(tmp_path / "e"), str(tmp_path / "d2"), "--key", str(key)]) == 2
     assert "truncated" in capsys.readouterr().err
+
+
+def test_cli_index_and_query(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    src = tmp_path / "db"
+    src.mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    key = tmp_path / "owner.key"
+    assert cli.main(["keygen", str(key), "--block-size", "8", "--seed", "3"]) == 0
+    assert cli.main(["encrypt", str(src), str(tmp_path / "enc"), "--key", str(key)]) == 0
+    assert cli.main(["index", str(tmp_path / "store"), "--encrypted", str(tmp_path / "enc"),
+                     "--model", "vgg16", "--weights", "none", "--image-size", "32"]) == 0
+    assert cli.main(["query", str(tmp_path / "store"), str(src / "2.png"), "--owner-key", str(key),
+                     "-k", "3", "--out", str(tmp_path / "found")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines[-3:]] == ["1", "2", "3"]
+    found = sorted((tmp_path / "found").glob("*.png"))
+    assert len(found) == 3
+    for f in found:  # every result is decrypted bit for bit to the owner's original it names
+        assert np.array_equal(pixels(f), pixels(src / (f.stem.split("_", 1)[1] + ".png")))
+    assert cli.main(["query", str(tmp_path / "store"), str(src / "2.png"), "--owner-key", str(key),
+                     "-k", "7", "--out", str(tmp_path / "x")]) == 2
+    assert "k must be between 1 and the database size 6" in capsys.readouterr().err

@@ -1,0 +1,359 @@
+"""Encrypted CBIR with three parties (the paper's Fig. 2), indexes and retrieval metrics.
+
+- :class:`DataOwner` holds the master secret, encrypts the database with per-image keys, exports
+  the feature model Psi and releases per-image keys for requested ids only (logged).
+- :class:`CloudServer` stores ciphertexts, Psi and a feature index on disk, and answers
+  ``query(ciphertext, k)`` with ids and distances. It never holds a key or a plaintext: its API
+  takes :class:`Ciphertexts` (made only by encrypting) and rejects keys and raw arrays, and its
+  store has no place for either.
+- :class:`QueryUser` encrypts a query with its own key, asks the server, fetches the keys of the
+  returned ids from the owner and decrypts the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import cipher
+from .keys import CipherParams, Key
+from .models import FeatureModel
+
+METRICS = ("euclidean", "cosine")
+STORE_FORMAT = "cbirlib-server-store"
+STORE_VERSION = 1
+
+
+class RetrievalError(ValueError):
+    """A request the protocol refuses (unknown id, wrong key, bad query, damaged store, ...)."""
+
+
+@dataclass(frozen=True)
+class Ciphertexts:
+    """Encrypted images with their ids and the (public) cipher parameters. Made by
+    :meth:`DataOwner.encrypt_database` or :meth:`QueryUser.encrypt_query`; never holds a key."""
+
+    ids: tuple[str, ...]
+    images: np.ndarray  # (N, H, W, C) uint8 ciphertexts
+    params: CipherParams
+    size: tuple[int, int]  # original (H, W) before padding
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, np.ndarray) or self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise RetrievalError("ciphertexts must be a uint8 array (N, H, W, C)")
+        if len(self.ids) != len(self.images):
+            raise RetrievalError(f"{len(self.ids)} ids for {len(self.images)} images")
+
+
+# --------------------------------------------------------------------------- indexes
+
+class ExactIndex:
+    """Exact nearest neighbours by brute force (float64 distances, stable ties)."""
+
+    def __init__(self, features: np.ndarray, metric: str = "euclidean") -> None:
+        if metric not in METRICS:
+            raise RetrievalError(f"metric must be one of {METRICS}, got {metric!r}")
+        self.metric = metric
+        self.features = _prepare(np.asarray(features, dtype=np.float64), metric)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, D) queries -> (indices (Q, k), distances (Q, k)), nearest first."""
+        q = _prepare(np.atleast_2d(np.asarray(queries, dtype=np.float64)), self.metric)
+        if self.metric == "euclidean":
+            d2 = (q ** 2).sum(1)[:, None] + (self.features ** 2).sum(1)[None, :] - 2 * q @ self.features.T
+            dist = np.sqrt(np.maximum(d2, 0.0))
+        else:
+            dist = 1.0 - q @ self.features.T
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(dist, order, axis=1)
+
+
+class FaissIndex:
+    """FAISS index (faiss-cpu): ``exact=True`` is IndexFlat (same neighbours as :class:`ExactIndex`
+    up to float32 rounding of near-ties); ``exact=False`` an HNSW graph for large databases."""
+
+    def __init__(self, features: np.ndarray, metric: str = "euclidean", exact: bool = True,
+                 hnsw_m: int = 32, ef_search: int = 64) -> None:
+        import faiss
+
+        if metric not in METRICS:
+            raise RetrievalError(f"metric must be one of {METRICS}, got {metric!r}")
+        self.metric = metric
+        x = np.ascontiguousarray(_prepare(np.asarray(features, dtype=np.float32), metric), dtype=np.float32)
+        d = x.shape[1]
+        faiss_metric = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
+        if exact:
+            self.index = faiss.IndexFlatL2(d) if metric == "euclidean" else faiss.IndexFlatIP(d)
+        else:
+            self.index = faiss.IndexHNSWFlat(d, hnsw_m, faiss_metric)
+            self.index.hnsw.efSearch = ef_search
+        self.index.add(x)
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(_prepare(np.atleast_2d(np.asarray(queries, dtype=np.float32)), self.metric),
+                                 dtype=np.float32)
+        scores, idx = self.index.search(q, k)
+        dist = np.sqrt(np.maximum(scores, 0)) if self.metric == "euclidean" else 1.0 - scores
+        return idx, dist
+
+
+def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
+    if x.ndim != 2:
+        raise RetrievalError(f"features must be 2-D (N, D), got shape {x.shape}")
+    if metric == "cosine":
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
+def make_index(features: np.ndarray, metric: str = "euclidean", kind: str = "auto", large: int = 100_000):
+    """``exact`` (numpy), ``faiss`` (exact FAISS), ``faiss-hnsw`` (approximate), or ``auto``:
+    exact below ``large`` vectors, FAISS HNSW above."""
+    if kind == "auto":
+        kind = "exact" if len(features) < large else "faiss-hnsw"
+    if kind == "exact":
+        return ExactIndex(features, metric)
+    if kind in ("faiss", "faiss-hnsw"):
+        return FaissIndex(features, metric, exact=kind == "faiss")
+    raise RetrievalError(f"unknown index kind {kind!r}: exact | faiss | faiss-hnsw | auto")
+
+
+# --------------------------------------------------------------------------- the three parties
+
+class DataOwner:
+    """Holds the master secret; encrypts the database; releases per-image keys on request."""
+
+    def __init__(self, master: Key) -> None:
+        if not isinstance(master, Key) or master.kind != "master":
+            raise RetrievalError("the data owner needs a master key (kind 'master')")
+        self._master = master
+        self._ids: set[str] = set()
+        self.release_log: list[dict] = []
+
+    @property
+    def params(self) -> CipherParams:
+        return self._master.params
+
+    @property
+    def fingerprint(self) -> str:
+        return self._master.fingerprint()
+
+    def encrypt_database(self, images: np.ndarray, ids: Sequence[str]) -> Ciphertexts:
+        """Every image under its own key, derived from the master secret and its id."""
+        ids = tuple(ids)
+        if len(set(ids)) != len(ids):
+            raise RetrievalError("image ids must be unique")
+        enc = cipher.encrypt_with_ids(images, list(ids), self._master, pad="pad")
+        self._ids |= set(ids)
+        return Ciphertexts(ids, enc, self.params, tuple(images.shape[1:3]))
+
+    def register(self, ids: Sequence[str]) -> None:
+        """Ids this owner uploaded earlier (e.g. reopening a store it built): keys for them may
+        be released."""
+        self._ids |= set(ids)
+
+    def release_keys(self, ids: Sequence[str], requester: str = "query user") -> dict[str, Key]:
+        """The per-image keys of ``ids`` (and only those); logged. Unknown ids are an error."""
+        unknown = [i for i in ids if i not in self._ids]
+        if unknown:
+            raise RetrievalError(f"unknown image id(s): {unknown[:5]}")
+        self.release_log.append({"time": time.time(), "requester": requester, "ids": list(ids)})
+        return {i: self._master.for_image(i) for i in ids}
+
+
+@dataclass
+class QueryResult:
+    ids: list[str]
+    distances: np.ndarray
+
+
+class CloudServer:
+    """Stores ciphertexts, Psi and the index on disk; answers queries. No keys, no plaintexts."""
+
+    def __init__(self, root: Path, ids: list[str], images: np.ndarray, features: np.ndarray,
+                 model: FeatureModel, params: CipherParams, size: tuple[int, int], metric: str,
+                 index_kind: str) -> None:
+        self.root, self.ids, self.images, self.features = root, ids, images, features
+        self.model, self.params, self.size, self.metric = model, params, size, metric
+        self.index = make_index(features, metric, index_kind)
+        self._pos = {i: n for n, i in enumerate(ids)}
+
+    @classmethod
+    def create(cls, root: str | Path, database: Ciphertexts, model: FeatureModel,
+               metric: str = "euclidean", index_kind: str = "auto") -> "CloudServer":
+        """Upload: store the ciphertexts and Psi, extract features, build the index, write to disk."""
+        if not isinstance(database, Ciphertexts):
+            raise TypeError("the server accepts only Ciphertexts (encrypted images), not "
+                            f"{type(database).__name__}")
+        if not isinstance(model, FeatureModel):
+            raise TypeError(f"the server's model must be a FeatureModel, got {type(model).__name__}")
+        if len(database.ids) == 0:
+            raise RetrievalError("empty database")
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        features = model(database.images).numpy().astype(np.float32)
+        np.save(root / "images.npy", database.images)
+        np.save(root / "features.npy", features)
+        model.save(root / "model.pt")
+        manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "ids": list(database.ids),
+                    "params": database.params.record(), "size": list(database.size), "metric": metric,
+                    "index": index_kind, "model": model.meta,
+                    "sha256": {f: _sha256(root / f) for f in ("images.npy", "features.npy", "model.pt")}}
+        (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return cls(root, list(database.ids), database.images, features, model, database.params,
+                   tuple(database.size), metric, index_kind)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "CloudServer":
+        """Reopen a store; any missing, truncated or modified file is a :class:`RetrievalError`."""
+        root = Path(root)
+        try:
+            manifest = json.loads((root / "manifest.json").read_text())
+        except FileNotFoundError:
+            raise RetrievalError(f"{root} is not a server store (no manifest.json)") from None
+        except json.JSONDecodeError as e:
+            raise RetrievalError(f"{root}/manifest.json is damaged ({e.msg})") from None
+        if manifest.get("format") != STORE_FORMAT or manifest.get("version") != STORE_VERSION:
+            raise RetrievalError(f"{root}: not a {STORE_FORMAT} v{STORE_VERSION} store")
+        for name, digest in manifest["sha256"].items():
+            path = root / name
+            if not path.exists() or _sha256(path) != digest:
+                raise RetrievalError(f"{path} is missing or damaged (sha256 mismatch); rebuild the store")
+        images = np.load(root / "images.npy")
+        features = np.load(root / "features.npy")
+        if len(images) != len(manifest["ids"]) or len(features) != len(manifest["ids"]):
+            raise RetrievalError(f"{root}: the store's files disagree on the number of images")
+        model = FeatureModel.load(root / "model.pt")
+        return cls(root, manifest["ids"], images, features, model, CipherParams(**manifest["params"]),
+                   tuple(manifest["size"]), manifest["metric"], manifest["index"])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def query(self, query: Ciphertexts, k: int) -> list[QueryResult]:
+        """Rank the database for each encrypted query; ids and distances of the k nearest."""
+        if not isinstance(query, Ciphertexts):
+            raise TypeError(f"queries must be Ciphertexts (encrypted), not {type(query).__name__}")
+        if query.params != self.params:
+            raise RetrievalError(f"query encrypted with {query.params}, the database with {self.params}")
+        if query.images.shape[1:] != self.images.shape[1:]:
+            raise RetrievalError(f"query shape {query.images.shape[1:]} does not match the database "
+                                 f"{self.images.shape[1:]} (size and channels)")
+        if not 1 <= k <= len(self):
+            raise RetrievalError(f"k must be between 1 and the database size {len(self)}, got {k}")
+        feats = self.model(query.images).numpy()
+        idx, dist = self.index.search(feats, k)
+        return [QueryResult([self.ids[j] for j in row], d) for row, d in zip(idx, dist)]
+
+    def fetch(self, ids: Sequence[str]) -> Ciphertexts:
+        """The stored ciphertexts of ``ids`` (what a user downloads)."""
+        missing = [i for i in ids if i not in self._pos]
+        if missing:
+            raise RetrievalError(f"unknown image id(s): {missing[:5]}")
+        return Ciphertexts(tuple(ids), self.images[[self._pos[i] for i in ids]], self.params, self.size)
+
+
+class QueryUser:
+    """Encrypts queries with its own key; decrypts results with keys released by the owner."""
+
+    def __init__(self, key: Key) -> None:
+        if not isinstance(key, Key) or key.kind == "master":
+            raise RetrievalError("a query user encrypts with its own image or shared key")
+        self._key = key
+
+    def encrypt_query(self, image: np.ndarray, query_id: str = "query") -> Ciphertexts:
+        batch = image[None] if image.ndim == 3 else image
+        if batch.ndim != 4 or batch.shape[-1] not in (1, 3):
+            raise RetrievalError(f"a query is (H, W, C) or (N, H, W, C) with C = 1 or 3, got {image.shape}")
+        enc = cipher.encrypt(batch, self._key, pad="pad")
+        ids = (query_id,) if len(batch) == 1 else tuple(f"{query_id}-{i}" for i in range(len(batch)))
+        return Ciphertexts(ids, enc, self._key.params, tuple(batch.shape[1:3]))
+
+    @staticmethod
+    def decrypt_results(results: Ciphertexts, keys: dict[str, Key]) -> np.ndarray:
+        """Decrypt fetched ciphertexts with the released keys; a missing or wrong key is an error."""
+        out = []
+        for i, img in zip(results.ids, results.images):
+            key = keys.get(i)
+            if key is None:
+                raise RetrievalError(f"no key released for {i!r}")
+            if key.image_id not in (None, i):
+                raise RetrievalError(f"the key for {key.image_id!r} cannot decrypt {i!r}")
+            out.append(cipher.decrypt(img, key, size=results.size))
+        return np.stack(out)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- metrics
+
+@dataclass
+class RetrievalScores:
+    table: pd.DataFrame  # metric, k, value
+    pr_curve: pd.DataFrame  # recall, precision
+    extra: dict = field(default_factory=dict)
+
+
+def retrieval_metrics(query_features: np.ndarray, query_labels: np.ndarray, db_features: np.ndarray,
+                      db_labels: np.ndarray, ks: Sequence[int] = (1, 5, 10, 100), metric: str = "euclidean",
+                      query_ids: Sequence[str] | None = None, db_ids: Sequence[str] | None = None
+                      ) -> RetrievalScores:
+    """Rank the whole database for every query and score it.
+
+    Relevance = same class. A query that is itself in the database (same id) is excluded from its
+    own ranking. Definitions, per query, averaged over queries: P@k = relevant in the top k / k;
+    R@k = relevant in the top k / all relevant; AP@k = sum over relevant ranks i <= k of P@i,
+    divided by the number of relevant items retrieved within k (0 when none); mAP = AP over the
+    whole ranking. k larger than the database is capped at its size (the row says which k ran).
+    The precision-recall curve is interpolated (max precision at recall >= r) at 11 recall levels.
+    """
+    q = np.asarray(query_features, dtype=np.float64)
+    d = np.asarray(db_features, dtype=np.float64)
+    index = ExactIndex(d, metric)
+    order, _ = index.search(q, len(d))
+    rel = np.asarray(db_labels)[order] == np.asarray(query_labels)[:, None]
+    if query_ids is not None and db_ids is not None:
+        pos = {i: n for n, i in enumerate(db_ids)}
+        self_idx = np.array([pos.get(i, -1) for i in query_ids])
+        if (self_idx >= 0).all():  # every query is in the database: drop it from its own ranking
+            rel = rel[order != self_idx[:, None]].reshape(len(q), len(d) - 1)
+        elif (self_idx >= 0).any():
+            raise RetrievalError("queries must be either all in the database or all outside it")
+    n = rel.shape[1]
+    cum = np.cumsum(rel, axis=1)
+    ranks = np.arange(1, n + 1)
+    prec = cum / ranks
+    total = np.maximum(cum[:, -1], 1)
+    rows = []
+    for k in ks:
+        kk = min(k, n)
+        hits = cum[:, kk - 1]
+        ap = (prec[:, :kk] * rel[:, :kk]).sum(1) / np.maximum(hits, 1)
+        rows += [dict(metric="mAP@k", k=k, k_used=kk, value=float(ap.mean())),
+                 dict(metric="precision@k", k=k, k_used=kk, value=float((hits / kk).mean())),
+                 dict(metric="recall@k", k=k, k_used=kk, value=float((hits / total).mean()))]
+    ap_all = (prec * rel).sum(1) / total
+    rows.append(dict(metric="mAP", k=n, k_used=n, value=float(ap_all.mean())))
+    recall = cum / total[:, None]
+    levels = np.linspace(0, 1, 11)
+    interp = np.stack([np.where(recall >= r, prec, 0).max(axis=1) for r in levels], axis=1)
+    pr = pd.DataFrame({"recall": levels, "precision": interp.mean(0)})
+    return RetrievalScores(pd.DataFrame(rows), pr, {"queries": len(q), "database": len(d)})
