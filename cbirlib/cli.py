@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=112, help="model input size in pixels (default 112)")
     p.add_argument("--model-file", default=None, help="a feature model exported by the data owner (FeatureModel.save)")
     p.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
-    p.add_argument("--index", default="auto", choices=["auto", "exact", "faiss", "faiss-hnsw"])
+    p.add_argument("--index", default="auto", choices=["auto", "exact", "faiss", "faiss-ivf"])
     p.set_defaults(func=_cmd_index)
     p = sub.add_parser("query", help="user side: encrypt a query, search, get the keys, decrypt the top k")
     p.add_argument("store", help="store folder built by `cbir index`")

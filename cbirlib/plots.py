@@ -146,3 +146,76 @@ def accuracy_vs_block_size(table, paper_rows=None) -> plt.Figure:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+#: Fig. 2 of the paper as (from, to, message) steps; from == to is a local action.
+PROTOCOL_STEPS = [
+    ("owner", "owner", "encrypt database E with per-image keys K"),
+    ("owner", "owner", "train feature model Psi on E"),
+    ("owner", "server", "upload E and Psi"),
+    ("server", "server", "features F_E = Psi(E); build index"),
+    ("user", "user", "encrypt query Q -> EQ with own key"),
+    ("user", "server", "query(EQ, k)"),
+    ("server", "server", "F_EQ = Psi(EQ); rank by Euclidean distance"),
+    ("server", "user", "ids ER and distances"),
+    ("user", "owner", "request keys for ids ER"),
+    ("owner", "user", "keys RK (only those ids; logged)"),
+    ("user", "server", "fetch ciphertexts of ER"),
+    ("server", "user", "ciphertexts"),
+    ("user", "user", "decrypt with RK -> results R"),
+]
+
+
+def sequence_diagram(steps=PROTOCOL_STEPS) -> plt.Figure:
+    """The three-party protocol as a sequence diagram (matplotlib, rendered offline)."""
+    parties = {"owner": ("Data owner", 0.0), "server": ("Cloud server", 1.0), "user": ("Query user", 2.0)}
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(steps) + 1.2))
+    n = len(steps)
+    for name, x in parties.values():
+        ax.plot([x, x], [0.5, n + 0.6], color="grey", linewidth=1, zorder=0)
+        ax.text(x, n + 0.9, name, ha="center", va="center", fontsize=10, weight="bold",
+                bbox=dict(boxstyle="round", facecolor="#e8eef7", edgecolor="#5a6f8f"))
+    for i, (src, dst, msg) in enumerate(steps):
+        y = n - i
+        xs, xd = parties[src][1], parties[dst][1]
+        if src == dst:
+            ax.add_patch(plt.Rectangle((xs - 0.04, y - 0.17), 0.08, 0.34, color="#5a6f8f"))
+            ax.text(xs + (0.08 if xs < 2 else -0.08), y, f"{i + 1}. {msg}", va="center",
+                    ha="left" if xs < 2 else "right", fontsize=8)
+        else:
+            ax.annotate("", xy=(xd, y), xytext=(xs, y), arrowprops=dict(arrowstyle="->", color="#204080"))
+            ax.text((xs + xd) / 2, y + 0.12, f"{i + 1}. {msg}", ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-0.6, 2.6)
+    ax.set_ylim(0.2, n + 1.3)
+    ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def retrieval_grid(queries, encrypted, results, decrypted, labels_of, query_labels) -> plt.Figure:
+    """One row per query: plaintext query, encrypted query, then the k decrypted results titled
+    with their class and distance (green = same class as the query)."""
+    k = len(results[0].ids)
+    fig, axes = plt.subplots(len(queries), k + 2, figsize=(1.6 * (k + 2), 1.75 * len(queries)), squeeze=False)
+    for r, (q, eq, res, dec, ql) in enumerate(zip(queries, encrypted, results, decrypted, query_labels)):
+        cells = [(q, f"query ({ql})", "black"), (eq, "encrypted query", "black")]
+        cells += [(img, f"{labels_of(i)} d={d:.2f}", "green" if labels_of(i) == ql else "red")
+                  for i, img, d in zip(res.ids, dec, res.distances)]
+        for c, (img, title, color) in enumerate(cells):
+            ax = axes[r, c]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title, fontsize=7, color=color)
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def pr_curves(curves) -> plt.Figure:
+    """Interpolated precision-recall curves, one line per (domain, query set)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for (domain, queries), g in curves.groupby(["domain", "queries"], sort=False):
+        ax.plot(g.recall, g.precision, marker=".", label=f"{domain}: {queries}")
+    ax.set(xlabel="recall", ylabel="interpolated precision", ylim=(0, 1.02))
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -34,6 +34,11 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "train_per_class": None, "val_per_class": None, "test_per_class": None,
                   "domains": ["plain", 8, 1]},
     },
+    "03_retrieval": {
+        "ci": {"n_queries": 3, "domains": ["plain", 8, 1]},
+        "cpu": {"n_queries": 6, "domains": ["plain", 8, 1]},
+        "paper": {"n_queries": 8, "domains": ["plain", 8, 1]},
+    },
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cipher, data as cbir_data, keys, retrieval, train
+from . import cipher, data as cbir_data, keys, models, retrieval, train
 from .train import Domain, ExperimentConfig
 
 
@@ -130,3 +130,26 @@ def domain_scores(cfg: ExperimentConfig, domain, ks=(1, 5, 10, 100), progress: b
     meta = dict(model=cfg.model, source="ours")
     return (pd.concat(tables, ignore_index=True).assign(**meta),
             pd.concat(curves, ignore_index=True).assign(**meta))
+
+
+def config_for(profile: str, model: str, **overrides) -> ExperimentConfig:
+    """The classification profile's training settings (image size, trainable part, epochs, images
+    per class) for the retrieval chapter, with explicit overrides."""
+    from . import profiles
+
+    p = profiles.PROFILES["02_classification"][profile] if profile in profiles.PROFILE_NAMES else None
+    if p is None:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {profiles.PROFILE_NAMES}")
+    base = {k: p[k] for k in ("image_size", "trainable", "epochs", "batch_size", "lr", "train_per_class",
+                              "val_per_class", "test_per_class")}
+    chosen = base | {k: v for k, v in overrides.items() if v is not None}
+    chosen["weights"] = models.resolve_weights(model, chosen.get("weights", "auto"))  # warns once for auto
+    return ExperimentConfig(model=model, profile=profile, domains=("plain",), **chosen)
+
+
+def findings(metrics: pd.DataFrame) -> str:
+    """Markdown conclusions with the numbers read from the metric table."""
+    m = metrics[metrics.metric == "mAP"].set_index(["domain", "queries"]).value
+    p10 = metrics[(metrics.metric == "precision@k") & (metrics.k == 10)].set_index(["domain", "queries"]).value
+    lines = [f"- {d}, {q}: mAP {v:.3f}, precision@10 {p10[(d, q)]:.3f}" for (d, q), v in m.items()]
+    return "\n".join(lines)
