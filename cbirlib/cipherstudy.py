@@ -189,7 +189,8 @@ def sweep_images(image: np.ndarray, image_id: str, block_sizes: Sequence[int], s
 
 
 def findings(summary: pd.DataFrame, diffusion_summary: pd.DataFrame, sweep_summary: pd.DataFrame,
-             mtce_method: str) -> str:
+             mtce_method: str, strength_summary: pd.DataFrame | None = None,
+             paper_entropy: float | None = None) -> str:
     """The chapter's conclusions as Markdown, with every number taken from the tables."""
     def val(method: str, metric: str) -> float:
         return float(summary.query("method == @method and metric == @metric")["mean"].iloc[0])
@@ -223,4 +224,13 @@ def findings(summary: pd.DataFrame, diffusion_summary: pd.DataFrame, sweep_summa
         f"of the values right (chance is about 0.4 %); the right key recovers "
         f"{dif('correct key', 'values right after decryption'):.0f} %.",
     ]
+    if strength_summary is not None and paper_entropy is not None:
+        ent = strength_summary[strength_summary.metric == "entropy"].sort_values("strength")
+        below, above = ent[ent["mean"] <= paper_entropy].tail(1), ent[ent["mean"] > paper_entropy].head(1)
+        if len(below) and len(above):
+            lines.append(
+                f"- **The paper's MTCE entropy points to a moderate substitution strength.** Its 7.392 lies between "
+                f"our s = {int(below.strength.iloc[0])} ({below['mean'].iloc[0]:.3f} bits) and "
+                f"s = {int(above.strength.iloc[0])} ({above['mean'].iloc[0]:.3f}); the paper does not state the s "
+                f"of its experiments (Table III only recommends 128-192).")
     return "\n".join(lines)
