@@ -219,3 +219,30 @@ def pr_curves(curves) -> plt.Figure:
     ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def threshold_histogram(weights, thresholds: dict[str, float], title: str = "") -> plt.Figure:
+    """Histogram of |w| (log counts) with each calibrator's clipping threshold as a line."""
+    w = np.abs(np.asarray(weights, dtype=np.float64)).ravel()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(w, bins=100, color="#8aa0c0", log=True)
+    for (name, t), style in zip(thresholds.items(), ["-", "--", ":", "-."]):
+        ax.axvline(t, color="k", linestyle=style, label=f"{name}: {t:.3g}")
+    ax.set(xlabel="|weight|", ylabel="count", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def quant_tradeoff(onnx_table) -> plt.Figure:
+    """Accuracy against batch-32 latency, marker area ~ model bytes, fp32 vs int8 calibrators."""
+    o = onnx_table.pivot(index="model", columns="metric", values="value")
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, r in o.iterrows():
+        ax.scatter(r["latency_ms_batch32"], r["accuracy"], s=r["bytes"] / 2e5, alpha=0.6)
+        ax.annotate(f"{name}\n{r['bytes'] / 1e6:.1f} MB", (r["latency_ms_batch32"], r["accuracy"]), fontsize=7,
+                    xytext=(5, 5), textcoords="offset points")
+    ax.set(xlabel="latency, batch 32 (ms)", ylabel="test accuracy")
+    ax.margins(0.3)
+    fig.tight_layout()
+    return fig

@@ -34,6 +34,11 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "train_per_class": None, "val_per_class": None, "test_per_class": None,
                   "domains": ["plain", 8, 1]},
     },
+    "04_quantization": {
+        "ci": {"finetune_epochs": 10, "calib_images": 16},
+        "cpu": {"finetune_epochs": 30, "calib_images": 64},
+        "paper": {"finetune_epochs": 100, "calib_images": 256},
+    },
     "03_retrieval": {
         "ci": {"n_queries": 3, "domains": ["plain", 8, 1]},
         "cpu": {"n_queries": 6, "domains": ["plain", 8, 1]},

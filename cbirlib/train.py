@@ -178,6 +178,7 @@ class DomainResult:
     seconds: float
     weights: dict = field(default_factory=dict)
     feature_model: models.FeatureModel | None = None  # Psi, when run_domain(keep_model=True)
+    extras: dict = field(default_factory=dict)  # keep_model: features, head, labels, splits
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None):
@@ -211,21 +212,39 @@ def _feature_cache_path(cfg: ExperimentConfig, dataset: cbir_data.ImageDataset, 
     return paths.cache_dir() / "features" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
 
 
-def _train_head(cfg, feats: dict[str, torch.Tensor], splits, num_classes, device, progress):
-    """Returns history, best epoch, test predictions and the (mean, std) standardisation."""
-    torch.manual_seed(cfg.seed)
-    mean, std = feats["train"].mean(0), feats["train"].std(0) + 1e-6  # standardise on train only
-    z = {s: (f - mean) / std for s, f in feats.items()}
-    head = nn.Linear(z["train"].shape[1], num_classes)
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+class LinearHead(nn.Module):
+    """A linear classifier whose weight can pass through ``weight_transform`` (e.g. fake int8
+    quantization with a straight-through gradient, for quantization-aware fine-tuning)."""
+
+    def __init__(self, in_features: int, num_classes: int, weight_transform=None) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, num_classes)
+        self.weight_transform = weight_transform
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        w = self.linear.weight if self.weight_transform is None else self.weight_transform(self.linear.weight)
+        return nn.functional.linear(z, w, self.linear.bias)
+
+
+def fit_linear_head(z: dict[str, torch.Tensor], y: dict[str, np.ndarray], epochs: int, batch_size: int,
+                    lr: float, seed: int, init: LinearHead | None = None, weight_transform=None,
+                    progress: bool = False) -> tuple[LinearHead, pd.DataFrame, int]:
+    """Adam + cross-entropy on features ``z["train"]``; the epoch with the best validation accuracy
+    is kept. ``init`` starts from an existing head (fine-tuning); ``weight_transform`` applies in
+    the forward pass. Returns (head, history, best epoch)."""
+    torch.manual_seed(seed)
+    head = LinearHead(z["train"].shape[1], int(max(y["train"].max(), y["val"].max())) + 1, weight_transform)
+    if init is not None:
+        head.linear.load_state_dict(init.linear.state_dict())
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    y_train = torch.as_tensor(splits["train"].labels)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    y_train = torch.as_tensor(y["train"])
+    gen = torch.Generator().manual_seed(seed)
     history, best = [], (-1.0, 0, None)
-    for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", leave=False, disable=not progress):
+    for epoch in tqdm(range(1, epochs + 1), desc="epochs", leave=False, disable=not progress):
         head.train()
         total = 0.0
-        for idx in _batches(len(y_train), cfg.batch_size, gen):
+        for idx in _batches(len(y_train), batch_size, gen):
             opt.zero_grad()
             loss = loss_fn(head(z["train"][idx]), y_train[idx])
             loss.backward()
@@ -233,14 +252,32 @@ def _train_head(cfg, feats: dict[str, torch.Tensor], splits, num_classes, device
             total += loss.item() * len(idx)
         head.eval()
         with torch.no_grad():
-            val_acc = (head(z["val"]).argmax(1).numpy() == splits["val"].labels).mean()
-        history.append(dict(epoch=epoch, train_loss=total / len(y_train), val_accuracy=float(val_acc)))
+            val_acc = float((head(z["val"]).argmax(1).numpy() == y["val"]).mean())
+        history.append(dict(epoch=epoch, train_loss=total / len(y_train), val_accuracy=val_acc))
         if val_acc > best[0]:
-            best = (float(val_acc), epoch, copy.deepcopy(head.state_dict()))
-    head.load_state_dict(best[2])
+            best = (val_acc, epoch, copy.deepcopy(head.linear.state_dict()))
+    head.linear.load_state_dict(best[2])
+    return head.eval(), pd.DataFrame(history), best[1]
+
+
+def standardise(feats: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Standardise features with the training split's mean and std; a feature that is constant
+    on the training split (e.g. a ReLU channel that never fires) keeps std 1, so unseen values
+    are not blown up by a division by ~0."""
+    mean, std = feats["train"].mean(0), feats["train"].std(0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return {s: (f - mean) / std for s, f in feats.items()}, mean, std
+
+
+def _train_head(cfg, feats: dict[str, torch.Tensor], splits, progress):
+    """Returns history, best epoch, test predictions, the standardisation and the head."""
+    z, mean, std = standardise(feats)
+    y = {s: splits[s].labels for s in splits}
+    head, history, best_epoch = fit_linear_head(z, y, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
+                                                progress=progress)
     with torch.no_grad():
         pred = head(z["test"]).argmax(1).numpy()
-    return pd.DataFrame(history), best[1], pred, (mean, std)
+    return history, best_epoch, pred, (mean, std), head
 
 
 def _train_all(cfg, bundle: models.ModelBundle, splits, device, progress):
@@ -301,14 +338,18 @@ def run_domain(cfg: ExperimentConfig, dataset: cbir_data.ImageDataset, domain, p
             if cache_features:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(feats[split], path)
-        history, best_epoch, pred, (mean, std) = _train_head(cfg, feats, splits, len(dataset.classes),
-                                                             device, progress)
+        history, best_epoch, pred, (mean, std), head = _train_head(cfg, feats, splits, progress)
         psi = models.FeatureModel(bundle, "pooled", mean, std) if keep_model else None
+        extras = {"features": feats, "head": head, "labels": {s: splits[s].labels for s in splits}}
     else:
         history, best_epoch, pred = _train_all(cfg, bundle, splits, device, progress)
         psi = models.FeatureModel(bundle, "penultimate") if keep_model else None
+        extras = {}
+    if keep_model:
+        extras["splits"] = splits
     return DomainResult(domain, history, best_epoch, splits["test"].labels, pred, splits["test"].ids,
-                        time.perf_counter() - start, bundle.provenance.record(), psi)
+                        time.perf_counter() - start, bundle.provenance.record(), psi,
+                        extras if keep_model else {})
 
 
 @dataclass

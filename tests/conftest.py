@@ -24,7 +24,7 @@ def _require(condition: bool, what: str) -> None:
     pytest.skip(msg)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def weights_assets():
     _require(all(assets.ASSETS[n].path().exists() for n in assets.WEIGHT_ASSETS), "bundled weights")
 
