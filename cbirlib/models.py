@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -486,9 +487,8 @@ def onnx_agreement(name: str, n_images: int = 1, seed: int = 0) -> dict:
             "shape": list(ref.shape)}
 
 
-def weights_table(image_size: int = 224) -> "pd.DataFrame":
+def weights_table(image_size: int = 224) -> pd.DataFrame:
     """One row per model: what the paper used beside the weights we bundle (tidy, source column)."""
-    import pandas as pd
 
     paper = {
         "vgg16": ("VGG-16, pretrained (ImageNet, torchvision most likely)", "all but the 3-class output"),
