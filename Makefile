@@ -17,14 +17,26 @@ QUIET_PIP := 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2
 LIB        := $(wildcard cbirlib/*.py)
 NOTEBOOKS  := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTED   := $(patsubst notebooks/%.ipynb,book/executed/%.ipynb,$(NOTEBOOKS))
+SCORECARD  := book/executed/99_scorecard.ipynb
 BOOK_SRC   := $(wildcard book/*.md book/*.yml) CITATION.cff
 BOOK_INDEX := book/_build/html/index.html
+# `papermill --help-notebook` of every notebook, included by the book's "how to rerun" page
+PARAM_HELP := $(patsubst notebooks/%.ipynb,book/_generated/%.parameters.txt,$(NOTEBOOKS))
+# MathJax from the npm registry, pinned by the tarball's sha256, served from the book itself
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA256  := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+MATHJAX_TGZ     := data/cache/npm/mathjax-$(MATHJAX_VERSION).tgz
+MATHJAX         := book/_vendor/mathjax/tex-mml-chtml.js
+# the book built from the committed reference notebooks (ci profile) by `make test`, no execution
+REF_BOOK   := build/reference-book
+BOOK_HTML  ?= book/_build/html
 
 NB      ?=
 PARAMS  ?=
 PROFILE ?= cpu
 
-.PHONY: help venv assets weights data notebooks book run refresh test lab clean distclean paper-run
+.PHONY: help venv assets weights data notebooks book run refresh test lab clean distclean paper-run \
+        book-check reference-book chromium
 
 help: ## list targets
 	@echo "Usage: make <target>   (first time: make book, then make test)"
@@ -61,10 +73,35 @@ data: data/default/manifest.csv ## build the embedded default dataset into data/
 book/executed/%.ipynb: notebooks/%.ipynb $(LIB) data/default/manifest.csv data/cache/.weights
 	@mkdir -p book/executed
 	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $*.ipynb ../$@ -p profile $(PROFILE)
+	$(CBIR) book hide-injected $@
+
+# the scorecard reads the tables every other chapter wrote
+$(SCORECARD): $(filter-out $(SCORECARD),$(EXECUTED))
 
 notebooks: $(EXECUTED) ## execute every notebook at PROFILE (default cpu) into book/executed
 
-$(BOOK_INDEX): $(EXECUTED) $(BOOK_SRC)
+book/_generated/%.parameters.txt: notebooks/%.ipynb $(VENV)/.installed
+	@mkdir -p book/_generated
+	$(VENV)/bin/papermill --help-notebook $< | sed -e '/^Usage:/d' -e '/^$$/d' -e 's/Unknown type (default \(.*\))/default \1/' > $@
+
+book/_generated/citation.md: CITATION.cff $(VENV)/.installed
+	@mkdir -p book/_generated
+	$(CBIR) book citation $< > $@
+
+$(MATHJAX_TGZ):
+	@mkdir -p $(@D)
+	@command -v npm > /dev/null || (echo "the book vendors MathJax from the npm registry: install Node.js and npm"; exit 2)
+	cd $(@D) && npm pack --silent mathjax@$(MATHJAX_VERSION) > /dev/null
+	@echo "$(MATHJAX_SHA256)  $@" | sha256sum -c --quiet - || (rm -f $@; echo "$@: sha256 differs from the pinned one"; exit 1)
+
+$(MATHJAX): $(MATHJAX_TGZ)
+	rm -rf book/_vendor/mathjax && mkdir -p book/_vendor/mathjax
+	tar -xzf $< -C book/_vendor/mathjax --strip-components=2 --wildcards 'package/es5/*' \
+	  --exclude='package/es5/mml-*.js' --exclude='package/es5/tex-svg*.js' --exclude='package/es5/tex-chtml*.js' \
+	  --exclude='package/es5/tex-mml-svg.js' --exclude='package/es5/output/svg*' --exclude='package/es5/node-main.js'
+	@touch $@
+
+$(BOOK_INDEX): $(EXECUTED) $(BOOK_SRC) $(PARAM_HELP) book/_generated/citation.md $(MATHJAX)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
 	@touch $@
 
@@ -76,6 +113,8 @@ run: data/default/manifest.csv data/cache/.weights ## run one notebook with new 
 	@test -f notebooks/$(NB).ipynb || (echo "no notebook notebooks/$(NB).ipynb"; exit 2)
 	@mkdir -p book/executed
 	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $(NB).ipynb ../book/executed/$(NB).ipynb -p profile $(PROFILE) $(PARAMS)
+	$(CBIR) book hide-injected book/executed/$(NB).ipynb
+	@if [ "$(NB)" != 99_scorecard ] && [ -f $(SCORECARD) ]; then rm -f $(SCORECARD); fi
 	$(MAKE) --no-print-directory book
 
 refresh: data/default/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place at the ci profile (nbval references)
@@ -83,11 +122,31 @@ refresh: data/default/manifest.csv data/cache/.weights ## re-execute the committ
 	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $$(basename $$nb) $$(basename $$nb) -p profile ci); \
 	done; rm -rf $$tmp
 
-test: data/default/manifest.csv data/cache/.weights ## all tests: unit tests + nbval of the notebooks' reference outputs
+test: data/default/manifest.csv data/cache/.weights ## all tests: unit tests, nbval of the reference notebooks, book-check of their book
 	@tmp=$$(mktemp -d); \
 	CBIR_REQUIRE_ASSETS=1 CBIR_RESULTS_DIR=$$tmp $(PY) -m pytest tests notebooks \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
+	$(MAKE) --no-print-directory reference-book
+	$(MAKE) --no-print-directory book-check BOOK_HTML=$(REF_BOOK)/_build/html
+
+reference-book: $(VENV)/.installed $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## build the book from the committed reference notebooks (no execution)
+	rm -rf $(REF_BOOK) && mkdir -p $(REF_BOOK)/executed
+	cp -r book/*.md book/*.yml book/_vendor book/_generated CITATION.cff $(REF_BOOK)/
+	cp notebooks/*.ipynb $(REF_BOOK)/executed/
+	$(CBIR) book hide-injected $(REF_BOOK)/executed/*.ipynb
+	$(VENV)/bin/jupyter-book build -W -n --keep-going $(REF_BOOK) > $(REF_BOOK)/build.log 2>&1 || (cat $(REF_BOOK)/build.log; exit 1)
+
+chromium: ## install Debian's chromium (headless browser for book-check; needs root)
+	@command -v chromium > /dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { echo "book-check needs Chromium: apt-get install chromium (as root)"; exit 2; }; \
+	  export DEBIAN_FRONTEND=noninteractive; pkgs="chromium fonts-dejavu-core"; \
+	  apt-get install -y -q --no-install-recommends $$pkgs > /dev/null 2>&1 || \
+	  { apt-get update -q > /dev/null && apt-get install -y -q --no-install-recommends $$pkgs > /dev/null; }; }
+
+book-check: chromium ## open the built book in headless Chromium: links, images, tables, errors, offline MathJax; screenshots (BOOK_HTML=dir)
+	@test -f $(BOOK_HTML)/index.html || $(MAKE) --no-print-directory book
+	$(CBIR) book check $(BOOK_HTML) --screenshots $(BOOK_HTML)/../screenshots
 
 paper-run: data/default/manifest.csv data/cache/.weights ## GPU: the classification notebook at the paper profile (Table IV) into results/02_classification_paper (DATA=folder)
 	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() or '$(FORCE)' == '1' else 1)" || \
@@ -100,8 +159,8 @@ paper-run: data/default/manifest.csv data/cache/.weights ## GPU: the classificat
 lab: data/default/manifest.csv data/cache/.weights ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/
 
-clean: ## remove the built book and executed notebooks
-	rm -rf book/_build book/executed book/build.log
+clean: ## remove the built book, executed notebooks, generated pages and the reference book
+	rm -rf book/_build book/executed book/build.log book/_generated $(REF_BOOK)
 
 distclean: clean ## also remove .venv and data/ (downloads, dataset, converted weights)
 	rm -rf $(VENV) data

@@ -157,6 +157,41 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_book_citation(args: argparse.Namespace) -> int:
+    from . import book
+
+    sys.stdout.write(book.citation_markdown(args.cff))
+    return 0
+
+
+def _cmd_book_hide(args: argparse.Namespace) -> int:
+    from . import book
+
+    for nb in args.notebooks:
+        book.hide_injected_parameters(nb)
+    return 0
+
+
+#: pages screenshotted by `cbir book check` (name: page under the HTML root)
+SCREENSHOT_PAGES = {"intro": ("intro.html", 1600), "scorecard": ("executed/99_scorecard.html", 6000),
+                    "encryption": ("executed/01_encryption.html", 1600)}
+
+
+def _cmd_book_check(args: argparse.Namespace) -> int:
+    from . import book
+
+    problems = book.check_site(args.html)
+    if not args.no_browser:
+        problems += book.check_rendered(args.html, args.screenshots, SCREENSHOT_PAGES)
+    for p in problems:
+        print(p)
+    pages = sum(1 for _ in Path(args.html).rglob("*.html"))
+    size = sum(f.stat().st_size for f in Path(args.html).rglob("*") if f.is_file())
+    print(f"book check: {pages} pages, {size / 2**20:.1f} MiB, {len(problems)} problem(s)"
+          + ("" if args.no_browser else f"; screenshots in {args.screenshots}"))
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cbir", description="Encrypted medical CBIR companion tools.")
     parser.add_argument("--version", action="version", version=f"cbirlib {__version__}")
@@ -228,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = s_w.add_parser("prepare", help="convert the bundled ONNX weights to torch (cached) and show provenance")
     p.add_argument("models", nargs="*", default=["vgg16", "vit"], help="vgg16 and/or vit (default: both)")
     p.set_defaults(func=_cmd_weights_prepare)
+
+    p_b = sub.add_parser("book", help="the rendered book")
+    s_b = p_b.add_subparsers(dest="action", required=True)
+    p = s_b.add_parser("hide-injected", help="fold papermill's injected-parameters cell behind a toggle (in place)")
+    p.add_argument("notebooks", nargs="+")
+    p.set_defaults(func=_cmd_book_hide)
+    p = s_b.add_parser("citation", help="the book's citation section (Markdown) from CITATION.cff")
+    p.add_argument("cff", nargs="?", default="CITATION.cff")
+    p.set_defaults(func=_cmd_book_citation)
+    p = s_b.add_parser("check", help="check the built HTML as a reader would; screenshots in headless Chromium")
+    p.add_argument("html", nargs="?", default="book/_build/html", help="built book (default book/_build/html)")
+    p.add_argument("--screenshots", default="book/_build/screenshots", help="where the PNGs go")
+    p.add_argument("--no-browser", action="store_true", help="static checks only (no Chromium)")
+    p.set_defaults(func=_cmd_book_check)
     return parser
 
 
