@@ -44,6 +44,26 @@ PROFILES: dict[str, dict[str, dict]] = {
         "cpu": {"n_queries": 6, "domains": ["plain", 8, 1]},
         "paper": {"n_queries": 8, "domains": ["plain", 8, 1]},
     },
+    "05_security": {
+        "ci": {"image_size": 112, "block_sizes": [8, 14, 16], "strengths": [0, 255], "jigsaw_images": 2,
+               "shared_images": 2, "kpa_image_size": 32, "kpa_pairs": [1, 2, 5], "kpa_test_images": 3,
+               "probe_image_size": 56, "probe_per_class": 24, "probe_block_sizes": [14, 8, 1]},
+        "cpu": {"image_size": 224, "block_sizes": [4, 8, 14, 16, 32], "strengths": [0, 255], "jigsaw_images": 3,
+                "shared_images": 4, "kpa_image_size": 64, "kpa_pairs": [1, 2, 5, 10], "kpa_test_images": 6,
+                "probe_image_size": 112, "probe_per_class": None, "probe_block_sizes": [16, 8, 4, 1]},
+        "paper": {"image_size": 224, "block_sizes": [4, 8, 14, 16, 32], "strengths": [0, 64, 255],
+                  "jigsaw_images": 9, "shared_images": 8, "kpa_image_size": 112, "kpa_pairs": [1, 2, 5, 10],
+                  "kpa_test_images": 24, "probe_image_size": 224, "probe_per_class": None,
+                  "probe_block_sizes": [16, 8, 4, 1]},
+    },
+    "06_key_aware": {
+        "ci": {"image_size": 56, "epochs": 30, "train_per_class": 30, "val_per_class": 12, "test_per_class": 24,
+               "fresh_keys": 2},
+        "cpu": {"image_size": 112, "epochs": 100, "train_per_class": None, "val_per_class": None,
+                "test_per_class": None, "fresh_keys": 3},
+        "paper": {"image_size": 224, "epochs": 100, "train_per_class": None, "val_per_class": None,
+                  "test_per_class": None, "fresh_keys": 5},
+    },
 }
 
 
