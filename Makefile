@@ -114,7 +114,6 @@ run: data/default/manifest.csv data/cache/.weights ## run one notebook with new 
 	@mkdir -p book/executed
 	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $(NB).ipynb ../book/executed/$(NB).ipynb -p profile $(PROFILE) $(PARAMS)
 	$(CBIR) book hide-injected book/executed/$(NB).ipynb
-	@if [ "$(NB)" != 99_scorecard ] && [ -f $(SCORECARD) ]; then rm -f $(SCORECARD); fi
 	$(MAKE) --no-print-directory book
 
 refresh: data/default/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place at the ci profile (nbval references)
@@ -132,7 +131,7 @@ test: data/default/manifest.csv data/cache/.weights ## all tests: unit tests, nb
 
 reference-book: $(VENV)/.installed $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## build the book from the committed reference notebooks (no execution)
 	rm -rf $(REF_BOOK) && mkdir -p $(REF_BOOK)/executed
-	cp -r book/*.md book/*.yml book/_vendor book/_generated CITATION.cff $(REF_BOOK)/
+	cp -r book/*.md book/*.yml book/_vendor book/_generated $(REF_BOOK)/
 	cp notebooks/*.ipynb $(REF_BOOK)/executed/
 	$(CBIR) book hide-injected $(REF_BOOK)/executed/*.ipynb
 	$(VENV)/bin/jupyter-book build -W -n --keep-going $(REF_BOOK) > $(REF_BOOK)/build.log 2>&1 || (cat $(REF_BOOK)/build.log; exit 1)

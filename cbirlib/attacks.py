@@ -378,23 +378,19 @@ def known_plaintext_attack(plaintexts: np.ndarray, ciphertexts: np.ndarray, bloc
     block_pos = base[:, None] + off[None, :]                           # (K, n_b) image-flat positions
     cls_p, cls_c = fp_p[block_pos], fp_c[block_pos]                    # (K, n_b)
 
-    # 2. votes: for each (dest block j, source block q), how many of j's values have a fingerprint
-    #    present in q (counted with multiplicity, capped by q's own count)
-    n_cls = int(ids.max()) + 1
-    score = np.zeros((k, k))
+    # 2. votes: for each (dest block j, source block q), how many of j's values find a value of the
+    #    same fingerprint in q (multiset overlap of the two fingerprint histograms)
     from scipy import sparse
 
-    hist_p = sparse.csr_matrix((np.ones(cls_p.size), (np.repeat(np.arange(k), cls_p.shape[1]), cls_p.ravel())),
-                               shape=(k, n_cls))
-    hist_c = sparse.csr_matrix((np.ones(cls_c.size), (np.repeat(np.arange(k), cls_c.shape[1]), cls_c.ravel())),
-                               shape=(k, n_cls))
-    hp, hc = hist_p.toarray() if n_cls * k <= 5e7 else None, hist_c.toarray() if n_cls * k <= 5e7 else None
-    if hp is not None:
-        for j in range(k):                                             # min-overlap of two histograms
-            score[j] = np.minimum(hc[j][None, :], hp).sum(1)
-    else:                                                              # large: presence overlap only
-        score = (hist_c > 0).astype(np.float64) @ (hist_p > 0).astype(np.float64).T
-        score = score.toarray()
+    n_cls = int(ids.max()) + 1
+    rows_k = np.repeat(np.arange(k), cls_p.shape[1])
+    hist_p = sparse.csr_matrix((np.ones(cls_p.size), (rows_k, cls_p.ravel())), shape=(k, n_cls))
+    hist_c = sparse.csr_matrix((np.ones(cls_c.size), (rows_k, cls_c.ravel())), shape=(k, n_cls))
+    if n_cls * k <= 5e7:                                               # small: exact multiset overlap
+        hp, hc = hist_p.toarray(), hist_c.toarray()
+        score = np.stack([np.minimum(hc[j][None, :], hp).sum(1) for j in range(k)])
+    else:                                                              # large: shared fingerprints only
+        score = ((hist_c > 0).astype(np.float64) @ (hist_p > 0).astype(np.float64).T).toarray()
     _, block_order = linear_sum_assignment(-score)
 
     index = np.full(t_total, -1, np.int64)

@@ -100,7 +100,7 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
     master = cbkeys.from_seed(cfg.seed, cbkeys.CipherParams(block_size=cfg.block_size))
     mtce = {s: cipher.encrypt_with_ids(x, ids[s], master) for s, x in images.items()}
 
-    timings, rows, extras = {}, [], {}
+    rows = []
 
     def record(variant, y_pred, feats, mean, std, seconds):
         rows.extend(evaluate.tidy_metrics(labels["test"], y_pred, classes, variant=variant).to_dict("records"))
@@ -255,7 +255,9 @@ def findings(table: pd.DataFrame, identity: dict) -> list[str]:
     tr = "key-aligned shared key, transformed model, plaintext head"
     return [
         f"Transformed model on key-aligned ciphertexts: accuracy {acc[tr]:.3f}, mAP {mp[tr]:.3f} — plaintext "
-        f"{plain:.3f}, mAP {mp['plaintext']:.3f}; features agree to {identity['max_abs_feature_difference']:.1e}.",
+        f"{plain:.3f}, mAP {mp['plaintext']:.3f}; features agree to float32 rounding "
+        f"({'below' if identity['max_abs_feature_difference'] < 1e-5 * identity['feature_scale'] else 'ABOVE'} "
+        "1e-5 of their scale).",
         f"Untransformed model with the plaintext head: {acc['key-aligned shared key, plain model, plaintext head']:.3f}; "
         f"transformed with a wrong key: {acc['key-aligned, model transformed with a wrong key, plaintext head']:.3f}. "
         f"A head retrained on key-aligned ciphertexts with the untransformed model reaches "

@@ -343,8 +343,9 @@ def key_aware(r: Results) -> list[Row]:
             f"{tr:.3f} vs {plain:.3f} — the loss is avoidable, at the price of one shared key ({note})",
             ev + "#Accuracy and retrieval, variant by variant"),
         Row("Beyond the paper", "Kiya et al. 2023", "transformed model on ciphertexts = plain model on plaintexts",
-            "not in the paper", gap, "reproduced" if gap < 1e-3 else "differs",
-            "largest logit difference on one test image (float32)", ev + "#The identity, on one image"),
+            "not in the paper", "equal (|Δ logit| < 1e-3)" if gap < 1e-3 else gap,
+            "reproduced" if gap < 1e-3 else "differs",
+            "largest logit difference on one test image, float32", ev + "#The identity, on one image"),
         Row("Beyond the paper", "per-image keys", "key-invariant training recovers accuracy under per-image keys",
             "not in the paper", float(acc[inv] - acc[per_image]), "differs" if acc[inv] - acc[per_image] < 0.05 else
             "reproduced", f"accuracy change over the paper's per-image MTCE ({note}); only the head learns "
@@ -392,7 +393,7 @@ def _fmt(x) -> str:
         return x
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return ""
-    return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
 _COLOURS = {"reproduced": "#d8f0d8", "differs": "#fbeecb", "paper error": "#f6d3d3",
@@ -400,13 +401,25 @@ _COLOURS = {"reproduced": "#d8f0d8", "differs": "#fbeecb", "paper error": "#f6d3
 
 
 def to_html(card: pd.DataFrame) -> str:
-    """The scorecard as an HTML table: numbers to 4 significant digits, verdicts coloured,
-    evidence linked to the chapter section (links relative to the chapter pages)."""
-    show = card.copy()
-    for col in ("paper", "ours", "difference"):
-        show[col] = show[col].map(_fmt)
-    show["verdict"] = show["verdict"].map(
-        lambda v: f'<span style="background:{_COLOURS[v]};padding:0 .3em;white-space:nowrap">{v}</span>')
-    show["evidence"] = card["evidence"].map(
-        lambda e: f'<a href="{evidence_href(e)}">{e.partition("#")[2] or e}</a>')
-    return show.to_html(index=False, escape=False, border=0, classes="scorecard")
+    """The scorecard as an HTML table, one header row per section: item, the claim with its note
+    in small type beneath, paper, ours, difference (numbers to 4 significant digits), the verdict
+    coloured, and a link to the chapter section with the evidence (relative to the chapter pages)."""
+    from html import escape
+
+    head = "".join(f"<th>{h}</th>" for h in ("item", "claim", "paper", "ours", "ours − paper", "verdict", "evidence"))
+    body = []
+    for section, rows in card.groupby("section", sort=False):
+        body.append(f'<tr><th colspan="7" style="text-align:left;padding-top:.8em">{escape(section)}</th></tr>')
+        for r in rows.itertuples(index=False):
+            unit = f" ({escape(r.unit)})" if r.unit else ""
+            verdict = f'<span style="background:{_COLOURS[r.verdict]};padding:0 .3em">{r.verdict}</span>'
+            link = f'<a href="{evidence_href(r.evidence)}">{escape(r.evidence.partition("#")[2] or r.evidence)}</a>'
+            body.append(
+                f"<tr><td>{escape(r.item)}</td><td>{escape(r.claim)}{unit}<br>"
+                f'<small style="color:#555">{escape(r.note)}</small></td>'
+                f"<td>{escape(_fmt(r.paper))}</td><td>{escape(_fmt(r.ours))}</td>"
+                f"<td>{escape(_fmt(r.difference))}</td><td>{verdict}</td><td><small>{link}</small></td></tr>")
+    widths = ("8%", "42%", "9%", "9%", "8%", "12%", "12%")
+    cols = "".join(f'<col style="width:{w}">' for w in widths)
+    return (f'<table class="scorecard" style="font-size:.85em;width:100%;table-layout:fixed">'
+            f"<colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
