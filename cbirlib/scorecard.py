@@ -346,10 +346,10 @@ def key_aware(r: Results) -> list[Row]:
             "not in the paper", "equal (|Δ logit| < 1e-3)" if gap < 1e-3 else gap,
             "reproduced" if gap < 1e-3 else "differs",
             "largest logit difference on one test image, float32", ev + "#The identity, on one image"),
-        Row("Beyond the paper", "per-image keys", "key-invariant training recovers accuracy under per-image keys",
-            "not in the paper", float(acc[inv] - acc[per_image]), "differs" if acc[inv] - acc[per_image] < 0.05 else
-            "reproduced", f"accuracy change over the paper's per-image MTCE ({note}); only the head learns "
-            "invariance here, full fine-tuning needs a GPU", ev + "#Accuracy and retrieval, variant by variant"),
+        Row("Beyond the paper", "per-image keys", "key-invariant training brings per-image keys to plaintext accuracy",
+            "not in the paper", float(acc[inv] - plain), "reproduced" if acc[inv] >= plain - 0.03 else "differs",
+            f"accuracy vs plaintext; {float(acc[inv] - acc[per_image]):+.3f} over the paper's per-image MTCE ({note}); "
+            "only the head learns invariance here, full fine-tuning needs a GPU", ev + "#Accuracy and retrieval, variant by variant"),
     ]
 
 
