@@ -40,7 +40,7 @@ PROFILE ?= cpu
 
 help: ## list targets
 	@echo "Usage: make <target>   (first time: make book, then make test)"
-	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "Variables: PROFILE=ci|cpu|paper (default cpu) for book/notebooks/run; NB=<notebook id> PARAMS='-p name value ...' for run"
 
 $(VENV)/.installed: requirements.txt pyproject.toml

@@ -285,10 +285,11 @@ def kpa_curves(kpa) -> plt.Figure:
 
 
 def privacy_utility(frontier, attack: str = "probe_accuracy", attack_label: str = "ciphertext-only probe accuracy",
-                    extra=None) -> plt.Figure:
+                    extra=None, chance: float | None = None) -> plt.Figure:
     """The privacy–utility frontier: classification accuracy (utility, up) against an attack's
     success (privacy loss, right), one point per (block size, model), labelled with the block size.
-    ``extra``: more points (columns model, label, accuracy and ``attack``), e.g. key-aware models."""
+    ``extra``: more points (columns model, label, accuracy and ``attack``), e.g. key-aware models;
+    ``chance``: the attack's chance level (a dotted vertical line)."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for model, g in frontier.dropna(subset=["accuracy"]).groupby("model", sort=False):
         g = g.sort_values(attack)
@@ -299,7 +300,10 @@ def privacy_utility(frontier, attack: str = "probe_accuracy", attack_label: str 
     if extra is not None:
         for _, r in extra.iterrows():
             ax.scatter(r[attack], r.accuracy, marker="*", s=80, zorder=3)
-            ax.annotate(r.label, (r[attack], r.accuracy), fontsize=6, xytext=(4, -8), textcoords="offset points")
+            ax.annotate(r.label, (r[attack], r.accuracy), fontsize=6, xytext=(-6, -10), textcoords="offset points",
+                        ha="right")
+    if chance is not None:
+        ax.axvline(chance, color="grey", linestyle=":", linewidth=1, label="attack at chance")
     ax.set(xlabel=f"{attack_label} (privacy loss →)", ylabel="classification accuracy (utility ↑)",
            ylim=(0, 1.05), xlim=(0, 1.05))
     if ax.get_legend_handles_labels()[0]:
