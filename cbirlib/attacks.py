@@ -408,15 +408,19 @@ def known_plaintext_attack(plaintexts: np.ndarray, ciphertexts: np.ndarray, bloc
             rows = ch_of == ch
             d = diffs[rows][match[rows]]
             byte[ch] = np.bincount(d, minlength=256).argmax() if d.size else 0
-        ok = match & (diffs == byte[ch_of][:, None])
-        # 4. one-to-one within classes of identical (fingerprint, first value): pair in order
-        used = np.zeros(len(spos), bool)
-        for t in np.argsort(cls_c[j], kind="stable"):
-            cand = np.flatnonzero(ok[t] & ~used)
-            if cand.size:
-                used[cand[0]] = True
-                index[tpos[t]] = spos[cand[0]]
-                offset[tpos[t]] = byte[ch_of[t]]
+        # 4. one-to-one: a ciphertext value and a plaintext value match when their fingerprint and
+        #    first-image value (less the substitution byte) agree; within a group of identical keys
+        #    the i-th ciphertext value (by position) takes the i-th plaintext value
+        key_c = cls_c[j] * 256 + (first_c[tpos] - byte[ch_of]) % 256
+        key_p = cls_p[q] * 256 + first_p[spos]
+        order_c, order_p = np.argsort(key_c, kind="stable"), np.argsort(key_p, kind="stable")
+        sorted_c, sorted_p = key_c[order_c], key_p[order_p]
+        rank = np.arange(len(sorted_c)) - np.searchsorted(sorted_c, sorted_c, "left")
+        start = np.searchsorted(sorted_p, sorted_c, "left")
+        found = rank < np.searchsorted(sorted_p, sorted_c, "right") - start
+        t = order_c[found]
+        index[tpos[t]] = spos[order_p[start[found] + rank[found]]]
+        offset[tpos[t]] = byte[ch_of[t]]
     return RecoveredKey(index, offset, block_order)
 
 

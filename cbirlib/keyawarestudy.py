@@ -18,21 +18,39 @@ from . import attacks, cipher, data as cbdata, evaluate, keyaware, keys as cbkey
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(train.ExperimentConfig):
+    """The classification experiment's settings (validated the same way: data, weights, image size,
+    epochs, batch size, learning rate, images per class, seed, profile) plus the key-aware ones.
+    Only the ViT and the frozen-trunk + linear-head recipe are supported."""
+
     model: str = "vit"
-    weights: str = "auto"
-    data: str = "default"
+    domains: tuple = ("plain",)
     image_size: int = 112
-    block_size: int = 14
-    negpos: bool = True
+    trainable: str = "head"
+    profile: str = "cpu"
+    block_size: int = 14           # must equal the ViT's patch size
+    negpos: bool = True            # invert a keyed subset of values too
     fresh_keys: int = 3            # key-invariant training: encryptions (fresh per-image keys) per image
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    train_per_class: int | None = None
-    val_per_class: int | None = None
-    test_per_class: int | None = None
-    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model != "vit":
+            raise train.ExperimentError("key-aware transforms exist for Vision Transformers only (model='vit'); "
+                                        "VGG-16 can only learn invariance (see the key-invariant variant)")
+        if self.trainable != "head":
+            raise train.ExperimentError("the key-aware study trains a linear head on the frozen trunk "
+                                        "(trainable='head')")
+        if not isinstance(self.fresh_keys, int) or self.fresh_keys < 1:
+            raise train.ExperimentError(f"fresh_keys must be a positive integer, got {self.fresh_keys!r}")
+        if self.image_size % self.block_size:
+            raise train.ExperimentError(f"block size {self.block_size} does not divide image size {self.image_size}")
+
+    def record(self) -> dict:
+        """Parameters as run (both key modes always run, so no key_mode; no domain list)."""
+        out = super().record()
+        for unused in ("key_mode", "domains"):
+            out.pop(unused)
+        return out
 
 
 @dataclass
@@ -76,9 +94,6 @@ def _map(feats: dict, labels: dict, mean, std) -> dict:
 def run(cfg: StudyConfig, progress: bool = False) -> Study:
     """Every variant of the chapter on one dataset. Variants that reuse the plaintext head (the
     deployed model, not retrained) are marked so in their name."""
-    if cfg.model != "vit":
-        raise ValueError("key-aware transforms exist for Vision Transformers only (model='vit'); "
-                         "VGG-16 can only learn invariance (see the key-invariant variant)")
     device = train.device_for("auto")
     dataset = cbdata.open_dataset(cfg.data, seed=cfg.seed)
     classes = list(dataset.classes)
@@ -97,7 +112,7 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
     transformed = keyaware.transform_model(bundle, sched)
     wrong_model = keyaware.transform_model(bundle, wrong)
     aligned = {s: keyaware.encrypt_aligned(x, sched) for s, x in images.items()}
-    master = cbkeys.from_seed(cfg.seed, cbkeys.CipherParams(block_size=cfg.block_size))
+    master = cbkeys.from_seed(cfg.seed, cbkeys.CipherParams(cfg.block_size, cfg.strength, cfg.swap))
     mtce = {s: cipher.encrypt_with_ids(x, ids[s], master) for s, x in images.items()}
 
     rows = []

@@ -60,6 +60,7 @@ class Results:
     def __init__(self, results_dir: str | Path | None = None):
         self.root = cbresults.results_root(results_dir)
         self._cache: dict[tuple[str, str], pd.DataFrame] = {}
+        self._provenance: dict[str, dict] = {}
 
     def table(self, notebook: str, name: str) -> pd.DataFrame:
         key = (notebook, name)
@@ -74,8 +75,14 @@ class Results:
 
     def parameters(self, notebook: str, name: str) -> dict:
         """The parameters the table was produced with (from provenance.json)."""
-        prov = json.loads((self.root / notebook / "provenance.json").read_text())
-        return prov["tables"][name]["parameters"]
+        if notebook not in self._provenance:
+            self._provenance[notebook] = json.loads((self.root / notebook / "provenance.json").read_text())
+        return self._provenance[notebook]["tables"][name]["parameters"]
+
+    def profiles(self) -> list[str]:
+        """The profiles the training chapters ran at (classification and quantization)."""
+        return sorted({self.parameters(nb, name).get("profile", "?") for nb, name in
+                       (("02_classification", "table_vi_vii"), ("04_quantization", "table_viii"))})
 
 
 _SLACK = 1e-9  # so that a difference of exactly the tolerance counts as within it despite rounding
@@ -92,8 +99,6 @@ def _within_rel(paper: float, ours: float, rel: float) -> str:
 def _profile_note(r: Results, notebook: str, name: str) -> str:
     p = r.parameters(notebook, name)
     parts = [f"profile {p.get('profile', '?')}"]
-    if "trainable" not in p and "fresh_keys" in p:
-        parts.append("frozen trunk + linear head")
     if "image_size" in p:
         parts.append(f"{p['image_size']} px")
     if "trainable" in p:
@@ -289,8 +294,9 @@ def security(r: Results) -> list[Row]:
               j[j.metric == "chance_neighbour"].set_index("block_size")["value"])
     worst_b = int(excess.idxmax())
     shuffle = jig[(jig.strength == strength) & (jig.attack == "block shuffle only") & (jig.block_size == worst_b)]
-    last = int(kpa.pairs.max())
-    k = kpa[kpa.pairs == last].set_index(["key_mode", "metric"])["value"]
+    from .securitystudy import kpa_at_most_pairs
+
+    last, k = kpa_at_most_pairs(kpa)
     shared, per_image = k[("shared", "unseen_foreground_exact")], k[("per-image", "unseen_foreground_exact")]
     wrong = k[("per-image", "baseline_wrong_key_foreground")]
     acc = probe[probe.metric == "probe_accuracy"].set_index("block_size")["value"]

@@ -9,9 +9,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import attacks, cipher, keys as cbkeys
-
-KEY_MODES = ("per-image", "shared")
+from . import attacks, cipher, data as cbdata, keys as cbkeys
+from .train import KEY_MODES
 
 
 def _keys(master: cbkeys.Key, ids: Sequence[str], key_mode: str) -> list[cbkeys.Key]:
@@ -21,6 +20,19 @@ def _keys(master: cbkeys.Key, ids: Sequence[str], key_mode: str) -> list[cbkeys.
         return [master.for_image(i) for i in ids]
     shared = cbkeys.Key(master.for_image("shared-key").secret, master.params, "shared", None, master.from_seed)
     return [shared] * len(ids)
+
+
+def jigsaw_images(dataset: cbdata.ImageDataset, image_size: int, block_sizes: Sequence[int], n: int
+                  ) -> tuple[np.ndarray, list[str]]:
+    """``n`` test images at ``image_size`` for the jigsaw: one per class first, then in split order.
+    A block size that does not divide the image size is a clear error."""
+    bad = [b for b in block_sizes if image_size % b]
+    if bad:
+        raise ValueError(f"image_size {image_size} is not a multiple of block sizes {bad}")
+    images, labels, ids = dataset.load("test", image_size=image_size)
+    first = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)]
+    pick = list(dict.fromkeys(first + list(range(len(labels)))))[:n]
+    return images[pick], [ids[i] for i in pick]
 
 
 def jigsaw_one(ciphertexts: np.ndarray, plaintexts: np.ndarray, order: np.ndarray, block_size: int,
@@ -108,6 +120,39 @@ def reconstruction(example: dict, block_size: int, substituted: bool, features: 
         paint = lambda grid: np.kron(view[grid], np.ones((b, b)))
     return {"plaintext": example["plaintext"], "ciphertext": example["ciphertext"],
             "attacker's reconstruction": paint(example["placement"]), "perfect solver": paint(example["truth"])}
+
+
+def reconstruction_rows(examples: dict, block_size: int) -> tuple[list[list[np.ndarray]], list[str]]:
+    """Rows of uint8 images for a figure (plaintext, ciphertext, attacker's reconstruction, perfect
+    solver) for every attack and strength at ``block_size``; paintings of block statistics are
+    scaled to 0..255."""
+    def as_uint8(v: np.ndarray) -> np.ndarray:
+        return v if v.dtype == np.uint8 else np.clip(v / max(float(v.max()), 1e-9) * 255, 0, 255).astype(np.uint8)
+
+    rows, titles = [], []
+    for (b, s, attack), ex in examples.items():
+        if b != block_size:
+            continue
+        pics = reconstruction(ex, b, s > 0, "edges" if attack == "block shuffle only" else "stats")
+        rows.append([as_uint8(v) for v in pics.values()])
+        titles.append(f"{attack}, s={s}")
+    return rows, titles
+
+
+def kpa_at_most_pairs(kpa: pd.DataFrame) -> tuple[int, pd.Series]:
+    """(the largest number of pairs tried, its values indexed by (key_mode, metric))."""
+    last = int(kpa.pairs.max())
+    return last, kpa[kpa.pairs == last].set_index(["key_mode", "metric"])["value"]
+
+
+def kpa_images(dataset: cbdata.ImageDataset, image_size: int, pairs: int, test_images: int, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The attacker's known plaintexts (``pairs`` training images in a seeded random order) and the
+    unseen test images with their ids, all at ``image_size``."""
+    train_images, _, _ = dataset.load("train", image_size=image_size)
+    known = train_images[np.random.default_rng(seed).permutation(len(train_images))[:pairs]]
+    test, _, ids = dataset.load("test", image_size=image_size)
+    return known, test[:test_images], list(ids[:test_images])
 
 
 def kpa_table(train_images: np.ndarray, test_images: np.ndarray, ids: Sequence[str], block_size: int,
@@ -238,8 +283,7 @@ def findings(jigsaw: pd.DataFrame, kpa: pd.DataFrame, probe: pd.DataFrame, stren
     out.append("Without MTCE's step 1 (blocks moved, pixels inside left in place) the same solver keeps "
                + ", ".join(f"{v:.2f} of the true adjacencies at {b} px (chance {c:.2f})" for b, v, c in shuffle)
                + ": the in-block scrambling is what holds it back.")
-    last = kpa.pairs.max()
-    k = kpa[kpa.pairs == last].set_index(["key_mode", "metric"])["value"]
+    last, k = kpa_at_most_pairs(kpa)
     out.append(f"Known plaintext, {last} pairs: with one shared key the recovered schedule decrypts "
                f"{k[('shared', 'unseen_foreground_exact')]:.1%} of the foreground values of unseen images exactly "
                f"(block order {k[('shared', 'block_order')]:.0%} right); with per-image keys "

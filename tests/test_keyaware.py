@@ -77,3 +77,18 @@ def test_errors_are_clear(vit28):
     sched = keyaware.aligned_schedule(_key(), imgs.shape[1:])
     with pytest.raises(cipher.CipherInputError, match="expected uint8 images"):
         keyaware.encrypt_aligned(imgs.astype(np.float32), sched)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(model="vgg16"), "Vision Transformers only"),
+    (dict(trainable="all"), "linear head"),
+    (dict(fresh_keys=0), "fresh_keys must be a positive integer"),
+    (dict(image_size=50), "multiple of 14"),
+    (dict(epochs=0), "epochs must be a positive integer"),
+])
+def test_study_config_rejects_bad_parameters(bad, message):
+    from cbirlib import keyawarestudy, train
+
+    with pytest.raises(train.ExperimentError, match=message):
+        keyawarestudy.StudyConfig(**bad)
+    assert "key_mode" not in keyawarestudy.StudyConfig().record()
