@@ -16,8 +16,6 @@ QUIET_PIP := 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2
 
 LIB        := $(wildcard cbirlib/*.py)
 NOTEBOOKS  := $(sort $(wildcard notebooks/*.ipynb))
-EXECUTED   := $(patsubst notebooks/%.ipynb,book/executed/%.ipynb,$(NOTEBOOKS))
-SCORECARD  := book/executed/99_scorecard.ipynb
 BOOK_SRC   := $(wildcard book/*.md book/*.yml) CITATION.cff
 BOOK_INDEX := book/_build/html/index.html
 # `papermill --help-notebook` of every notebook, included by the book's "how to rerun" page
@@ -34,14 +32,22 @@ BOOK_HTML  ?= book/_build/html
 NB      ?=
 PARAMS  ?=
 PROFILE ?= cpu
+DATA    ?= default
+CORES   ?= $(shell nproc 2>/dev/null || echo 2)
+SWEEP   ?=
+CLUSTER ?=
+# Snakemake through cbirlib.workflow: parallel jobs, a status line with the time left, log in build/logs
+WORKFLOW = $(PY) -m cbirlib.workflow run --cores $(CORES) --profile $(PROFILE) --data '$(DATA)'
+DATA_BUILD := cbirlib/defaultdata.py cbirlib/volumes.py cbirlib/radiographs.py cbirlib/splits.py cbirlib/assets.py
 
-.PHONY: help venv assets weights data notebooks book run refresh test lab clean distclean paper-run \
-        book-check reference-book chromium
+.PHONY: help venv assets weights data data-drr notebooks book run refresh test lab clean distclean paper-run \
+        book-check reference-book chromium sweep sweeps-check
 
 help: ## list targets
 	@echo "Usage: make <target>   (first time: make book, then make test)"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
-	@echo "Variables: PROFILE=ci|cpu|paper (default cpu) for book/notebooks/run; NB=<notebook id> PARAMS='-p name value ...' for run"
+	@echo "Variables: PROFILE=ci|cpu|paper (default cpu) for book/notebooks/run; NB=<notebook id> PARAMS='-p name value ...' for run;"
+	@echo "           CORES=<n> (default: all) for book/notebooks/sweep; SWEEP=<name> CLUSTER=slurm|kubernetes for sweep"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,21 +70,20 @@ data/cache/.weights: data/cache/.assets cbirlib/models.py
 
 weights: data/cache/.weights ## convert the bundled ONNX weights to torch (cached)
 
-data/default/manifest.csv: data/cache/.assets cbirlib/data.py cbirlib/volumes.py
-	$(CBIR) data build
+data/default/manifest.csv data/checkset/manifest.csv &: data/cache/.assets $(DATA_BUILD)
+	$(CBIR) data build default checkset
+	@touch data/default/manifest.csv data/checkset/manifest.csv
+
+data/default-drr/manifest.csv: data/cache/.assets $(DATA_BUILD)
+	$(CBIR) data build default-drr --quiet
 	@touch $@
 
-data: data/default/manifest.csv ## build the embedded default dataset into data/default
+data: data/default/manifest.csv data/checkset/manifest.csv ## build the default dataset (CT/MRI slices) and the check set (real radiographs) into data/
 
-book/executed/%.ipynb: notebooks/%.ipynb $(LIB) data/default/manifest.csv data/cache/.weights
-	@mkdir -p book/executed
-	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $*.ipynb ../$@ -p profile $(PROFILE)
-	$(CBIR) book hide-injected $@
+data-drr: data/default-drr/manifest.csv ## build the simulated-radiograph variant (DRRs of every CT; ~1.5 min)
 
-# the scorecard reads the tables every other chapter wrote
-$(SCORECARD): $(filter-out $(SCORECARD),$(EXECUTED))
-
-notebooks: $(EXECUTED) ## execute every notebook at PROFILE (default cpu) into book/executed
+notebooks: data/default/manifest.csv data/checkset/manifest.csv data/default-drr/manifest.csv data/cache/.weights ## execute every notebook at PROFILE through the workflow (parallel, CORES jobs) into book/executed
+	$(WORKFLOW) notebooks
 
 book/_generated/%.parameters.txt: notebooks/%.ipynb $(VENV)/.installed
 	@mkdir -p book/_generated
@@ -101,14 +106,19 @@ $(MATHJAX): $(MATHJAX_TGZ)
 	  --exclude='package/es5/tex-mml-svg.js' --exclude='package/es5/output/svg*' --exclude='package/es5/node-main.js'
 	@touch $@
 
-$(BOOK_INDEX): $(EXECUTED) $(BOOK_SRC) $(PARAM_HELP) book/_generated/citation.md $(MATHJAX)
+$(BOOK_INDEX): $(wildcard book/executed/*.ipynb) $(BOOK_SRC) $(PARAM_HELP) book/_generated/citation.md $(MATHJAX)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
 	@touch $@
 
-book: $(BOOK_INDEX) ## everything: venv, assets, data, weights, notebooks, then the HTML book
+book: notebooks $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## everything: venv, assets, data, weights, notebooks (in parallel), then the HTML book
+	@$(MAKE) --no-print-directory $(BOOK_INDEX)
 	@echo "book: $(CURDIR)/$(BOOK_INDEX)"
 
-run: data/default/manifest.csv data/cache/.weights ## run one notebook with new parameters into the book: make run NB=00_data PARAMS="-p seed 1"
+sweep: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## run a sweep (workflow/sweeps/SWEEP.yaml) into results/sweeps/SWEEP; resumable; CLUSTER=slurm|kubernetes for a cluster
+	@test -n "$(SWEEP)" || (echo "usage: make sweep SWEEP=<name> (one of: $$(ls workflow/sweeps | sed 's/.yaml//' | tr '\n' ' '))"; exit 2)
+	$(WORKFLOW) --sweep $(SWEEP) $(if $(CLUSTER),--cluster $(CLUSTER))
+
+run: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## run one notebook with new parameters into the book: make run NB=00_data PARAMS="-p seed 1"
 	@test -n "$(NB)" || (echo "usage: make run NB=<notebook id> PARAMS='-p name value'"; exit 2)
 	@test -f notebooks/$(NB).ipynb || (echo "no notebook notebooks/$(NB).ipynb"; exit 2)
 	@mkdir -p book/executed
@@ -116,12 +126,12 @@ run: data/default/manifest.csv data/cache/.weights ## run one notebook with new 
 	$(CBIR) book hide-injected book/executed/$(NB).ipynb
 	$(MAKE) --no-print-directory book
 
-refresh: data/default/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place at the ci profile (nbval references)
+refresh: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place at the ci profile (nbval references)
 	@tmp=$$(mktemp -d); for nb in $(NOTEBOOKS); do \
 	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $$(basename $$nb) $$(basename $$nb) -p profile ci); \
 	done; rm -rf $$tmp
 
-test: data/default/manifest.csv data/cache/.weights ## all tests: unit tests, nbval of the reference notebooks, book-check of their book
+test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## all tests: unit tests, nbval of the reference notebooks, book-check of their book
 	@tmp=$$(mktemp -d); \
 	CBIR_REQUIRE_ASSETS=1 CBIR_RESULTS_DIR=$$tmp $(PY) -m pytest tests notebooks \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \

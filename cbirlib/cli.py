@@ -31,11 +31,23 @@ def _cmd_assets_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
-    from . import data
+    from . import data, defaultdata
 
-    manifest = data.build_default_dataset(out_dir=args.out, force=args.force)
-    print(f"default dataset: {manifest}")
-    return _print_info(data.open_dataset(manifest.parent if args.out else "default"), as_json=False)
+    builds = {"default": defaultdata.build_default_dataset, "checkset": defaultdata.build_checkset,
+              "default-drr": defaultdata.build_drr_dataset}
+    names = list(args.names or ["default", "checkset"]) + (["default-drr"] if args.drr else [])
+    unknown = sorted(set(names) - set(builds))
+    if unknown:
+        print(f"unknown dataset {', '.join(unknown)}; choose from {', '.join(builds)}", file=sys.stderr)
+        return 2
+    for name in dict.fromkeys(names):
+        out = Path(args.out) / name if args.out else None
+        manifest = builds[name](out_dir=out, force=args.force)
+        ds = data.open_dataset(manifest.parent if args.out else name)
+        print(f"{name}: {len(ds.table)} images, {manifest}")
+    if "default" in names and not args.quiet:
+        return _print_info(data.open_dataset(Path(args.out) / "default" if args.out else "default"), as_json=False)
+    return 0
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
@@ -121,13 +133,13 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from . import imagefiles, models, retrieval
+    from . import features, imagefiles, models, retrieval
 
     database = imagefiles.load_encrypted(args.encrypted)
     if args.model_file:
-        psi = models.FeatureModel.load(args.model_file)
+        psi = features.FeatureModel.load(args.model_file)
     else:
-        psi = models.FeatureModel(models.build_model(args.model, 3, args.weights, args.image_size), "pooled")
+        psi = features.FeatureModel(models.build_model(args.model, 3, args.weights, args.image_size), "pooled")
     server = retrieval.CloudServer.create(args.store, database, psi, args.metric, args.index)
     print(f"server store {args.store}: {len(server)} ciphertexts, features {server.features.shape[1]}-d "
           f"({psi.meta['architecture']}, {psi.meta['layer']}), metric {args.metric}, index {args.index}")
@@ -207,9 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_data = sub.add_parser("data", help="datasets")
     s_data = p_data.add_subparsers(dest="action", required=True)
-    p = s_data.add_parser("build", help="build the embedded default dataset into data/default")
+    p = s_data.add_parser("build", help="build the datasets from real scans into data/<name> (default and checkset)")
+    p.add_argument("names", nargs="*", help="default | checkset | default-drr (default: default checkset)")
+    p.add_argument("--drr", action="store_true", help="also build default-drr (simulated radiographs; ~2 min)")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    p.add_argument("--out", default=None, help="output folder (default: data/default)")
+    p.add_argument("--quiet", action="store_true", help="do not print the dataset summary")
+    p.add_argument("--out", default=None, help="parent folder of the datasets (default: data/)")
     p.set_defaults(func=_cmd_data_build)
     p = s_data.add_parser("info", help="counts per class, source and split")
     p.add_argument("--data", default="default", help="'default' or a folder (one sub-folder per class)")

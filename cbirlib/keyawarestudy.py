@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import attacks, cipher, data as cbdata, evaluate, keyaware, keys as cbkeys, models, retrieval, train
+from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, retrieval, train
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def shared_key(cfg: StudyConfig, seed: int | None = None) -> cbkeys.Key:
 
 
 def _features(bundle, images, cfg, device) -> torch.Tensor:
-    return train._features(bundle, images, device, cfg.batch_size, "features", False)
+    return features.extract(bundle, images, batch_size=cfg.batch_size, device=device)
 
 
 def _head(cfg, feats: dict, labels: dict):
@@ -236,7 +236,7 @@ def run_protocol(study: Study, k: int = 5, n_queries: int = 4, store: str | Path
     db = np.concatenate([ex["aligned"]["train"], ex["aligned"]["val"]])
     params = cbkeys.CipherParams(block_size=sched.block_size, strength=0, swap=False)
     database = retrieval.Ciphertexts(tuple(db_ids), db, params, tuple(db.shape[1:3]))
-    psi = models.FeatureModel(ex["transformed"], "pooled", ex["mean"], ex["std"])
+    psi = features.FeatureModel(ex["transformed"], "pooled", ex["mean"], ex["std"])
     store = Path(store) if store else Path(tempfile.mkdtemp(prefix="cbir-keyaware-"))
     server = retrieval.CloudServer.create(store, database, psi)
     test = ex["aligned"]["test"]

@@ -18,7 +18,6 @@ written later carries along.
 from __future__ import annotations
 
 import hashlib
-import pickle
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -80,8 +79,8 @@ class Preprocessing:
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                               align_corners=False, antialias=True)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
 
@@ -518,87 +517,3 @@ def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         h = torch.cat([model.class_token.expand(h.shape[0], -1, -1), h], dim=1)
         return model.encoder(h)[:, 0]
     raise TypeError(f"no pooled features for {type(model).__name__}")
-
-
-class FeatureModel(nn.Module):
-    """Psi, the feature extractor the cloud server runs: uint8 images (N, S, S, 3), encrypted or
-    not -> (N, D) float32 features.
-
-    ``layer="pooled"``: the frozen trunk's pooled features (see :func:`pooled_features`),
-    standardised with ``mean``/``std`` (the input of a trained linear head); ``"penultimate"``: the
-    fine-tuned network's penultimate layer (VGG-16 fc7, ViT CLS token).
-    """
-
-    LAYERS = ("pooled", "penultimate")
-
-    def __init__(self, bundle: ModelBundle, layer: str, mean: torch.Tensor | None = None,
-                 std: torch.Tensor | None = None) -> None:
-        super().__init__()
-        if layer not in self.LAYERS:
-            raise ValueError(f"layer must be one of {self.LAYERS}, got {layer!r}")
-        self.backbone = bundle.model
-        self.preprocess = bundle.preprocess
-        self.layer = layer
-        p = bundle.provenance
-        self.meta = {"model": p.model, "architecture": p.architecture, "weights": p.weights,
-                     "num_classes": p.num_classes, "image_size": p.image_size, "layer": layer,
-                     "weights_sha256": p.sha256}
-        dim = self._embed(torch.zeros(1, 3, p.image_size, p.image_size)).shape[1] if mean is None else len(mean)
-        self.register_buffer("mean", torch.zeros(dim) if mean is None else mean.float().clone())
-        self.register_buffer("std", torch.ones(dim) if std is None else std.float().clone())
-
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.backbone.eval()
-        with torch.no_grad():
-            if self.layer == "pooled" or not isinstance(m, VGG16):
-                return pooled_features(m, x)
-            return m.forward_features(x)  # VGG-16 fc7
-
-    @property
-    def dim(self) -> int:
-        return len(self.mean)
-
-    def forward(self, images, batch_size: int = 64) -> torch.Tensor:
-        """(N, S, S, 3) uint8 -> (N, D) float32 on the CPU."""
-        device = self.mean.device
-        out = []
-        for s in range(0, len(images), batch_size):
-            x = self.preprocess(images[s:s + batch_size]).to(device)
-            out.append(((self._embed(x) - self.mean) / self.std).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
-
-    def save(self, path: str | Path) -> Path:
-        """Write meta + the weights Psi uses (not the unused classifier of a pooled VGG-16)."""
-        state = {k: v for k, v in self.state_dict().items()
-                 if not (self.layer == "pooled" and k.startswith("backbone.classifier."))}
-        path = Path(path)
-        torch.save({"format": "cbirlib-feature-model", "version": 1, "meta": self.meta, "state": state}, path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "FeatureModel":
-        try:
-            obj = torch.load(path, weights_only=True)
-            meta, state = obj["meta"], obj["state"]
-            if obj.get("format") != "cbirlib-feature-model":
-                raise KeyError("format")
-        except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as e:
-            raise ValueError(f"{path}: not a readable feature model ({str(e)[:120]})") from None
-        if meta["model"] == "vit" and meta["weights"] == "torchvision":
-            import torchvision
-
-            bundle = ModelBundle(torchvision.models.vit_b_16(weights=None, image_size=meta["image_size"],
-                                                             num_classes=meta["num_classes"]),
-                                 Preprocessing(meta["image_size"]), None)
-        else:
-            bundle = build_model(meta["model"], meta["num_classes"], "none", meta["image_size"])
-        bundle.provenance = bundle.provenance or WeightsProvenance(meta["model"], meta["architecture"],
-                                                                   meta["weights"], meta["weights"],
-                                                                   meta["num_classes"], meta["image_size"], "")
-        fm = cls(bundle, meta["layer"], state["mean"], state["std"])
-        missing, unexpected = fm.load_state_dict(state, strict=False)
-        bad = [k for k in missing if not (meta["layer"] == "pooled" and k.startswith("backbone.classifier."))]
-        if bad or unexpected:
-            raise ValueError(f"{path}: feature model weights do not fit ({bad[:3]}, {unexpected[:3]})")
-        fm.meta = meta
-        return fm

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data as cbir_data, evaluate, models, quantize as qz, train
+from . import data as cbir_data, evaluate, features, models, quantize as qz, train
 from .train import Domain, ExperimentConfig
 
 PAPER_CALIBRATORS = {"max": "max", "kl": "KL", "percentile": "99%"}
@@ -27,7 +27,7 @@ class QuantRun:
     predictions: dict[str, np.ndarray]  # variant name -> test predictions
     y_true: np.ndarray
     head: train.LinearHead
-    feature_model: models.FeatureModel
+    feature_model: features.FeatureModel
     splits: dict
     z: dict[str, torch.Tensor]
     notes: dict = field(default_factory=dict)
@@ -44,7 +44,7 @@ def _quantized_head(head: train.LinearHead, variant: str, calibrator: str, perce
     return h
 
 
-def _trunk_features(psi: models.FeatureModel, splits: dict, batch_size: int) -> dict[str, torch.Tensor]:
+def _trunk_features(psi: features.FeatureModel, splits: dict, batch_size: int) -> dict[str, torch.Tensor]:
     """Pooled trunk features of every split through ``psi``'s (possibly quantized) trunk,
     standardised with psi's ORIGINAL training statistics, as the deployed pipeline would."""
     return {s: psi(splits[s].images, batch_size) for s in splits}
@@ -143,7 +143,7 @@ def confusion(run: QuantRun, variants) -> pd.DataFrame:
 class _Deployed(nn.Module):
     """Psi's trunk + pooled mean + standardisation + the linear head, as one ONNX-exportable net."""
 
-    def __init__(self, psi: models.FeatureModel, head: train.LinearHead) -> None:
+    def __init__(self, psi: features.FeatureModel, head: train.LinearHead) -> None:
         super().__init__()
         self.psi, self.head = psi, head.linear
 
@@ -286,3 +286,61 @@ def findings(ours: pd.DataFrame, onnx: pd.DataFrame, notes: dict) -> str:
         f"{best['accuracy']:.3f} vs {fp32['accuracy']:.3f} (best calibrator: {best.name}).",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- any trained network (sweeps)
+
+def saturate_uncalibrated(net: nn.Module) -> list:
+    """Forward hooks that put every activation (ReLU, GELU) output on an int8 grid whose range was
+    never calibrated (assumed [-1, 1]); returns the hook handles."""
+    def hook(_m, _i, out):
+        return torch.clamp(torch.round(out * qz.QMAX), -qz.QMAX, qz.QMAX) / qz.QMAX
+
+    return [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.ReLU, nn.GELU))]
+
+
+class NotQuantizable(ValueError):
+    """A network this study cannot quantize."""
+
+
+def last_linear(net: nn.Module) -> nn.Linear:
+    """The output layer of a classifier: VGG-16's fc8, a ViT's head."""
+    layers = [m for _, m in qz.weight_layers(net)]
+    if not layers or not isinstance(layers[-1], nn.Linear):
+        raise NotQuantizable("the network's last weight layer is not a Linear layer")
+    return layers[-1]
+
+
+def network_variants(net: nn.Module, feats: dict[str, torch.Tensor], y: dict[str, np.ndarray],
+                     predict_images, calibrators=("max", "kl", "percentile"), percentile: float = 99.0,
+                     finetune_epochs: int = 10, batch_size: int = 32, lr: float = 1e-4, seed: int = 0
+                     ) -> dict[str, np.ndarray]:
+    """Table VIII's variants on a trained classifier ``net``, as test predictions per variant.
+
+    ``feats``: the inputs of the last layer (penultimate features) per split; ``predict_images(m)``
+    returns the test predictions of a whole network ``m`` (a quantized copy of ``net``). Variants:
+    the last layer by each calibrator, literal (Algorithm 2 as printed) and int8, and int8 after
+    fine-tuning on the int8 grid (Algorithm 3); every layer int8 (per-channel max) and literal; and
+    every layer int8 with uncalibrated activations (the collapse)."""
+    last = last_linear(net)
+    base = train.LinearHead(last.in_features, last.out_features)
+    base.linear.load_state_dict(last.state_dict())
+    out = {}
+    for cal in calibrators:
+        name = PAPER_CALIBRATORS.get(cal, cal)
+        for variant in ("literal", "int8"):
+            out[f"last layer ({name}), {variant}"] = _predict(_quantized_head(base, variant, cal, percentile), feats["test"])
+        fq = lambda w, c=cal: qz.fake_quantize(w, c, percentile)
+        tuned, _, _ = train.fit_linear_head(feats, y, finetune_epochs, batch_size, lr, seed, init=base, weight_transform=fq)
+        out[f"last layer ({name}), int8 + fine-tuning"] = _predict(_quantized_head(tuned, "int8", cal, percentile), feats["test"])
+    for variant in ("int8", "literal"):
+        q = copy.deepcopy(net)
+        qz.apply(q, "fully", variant, "max", per_channel=variant == "int8")
+        out[f"fully ({variant})"] = predict_images(q)
+    q = copy.deepcopy(net)
+    qz.apply(q, "fully", "int8", "max", per_channel=True)
+    hooks = saturate_uncalibrated(q)
+    out["fully (int8 weights, activations uncalibrated: range [-1, 1] assumed)"] = predict_images(q)
+    for h in hooks:
+        h.remove()
+    return out

@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import cipher
 from .keys import CipherParams, Key
-from .models import FeatureModel
+from .features import FeatureModel
 
 METRICS = ("euclidean", "cosine")
 STORE_FORMAT = "cbirlib-server-store"
@@ -321,6 +321,37 @@ class RetrievalScores:
     extra: dict = field(default_factory=dict)
 
 
+def relevance(query_features: np.ndarray, query_labels: np.ndarray, db_features: np.ndarray,
+              db_labels: np.ndarray, metric: str = "euclidean", query_ids: Sequence[str] | None = None,
+              db_ids: Sequence[str] | None = None) -> np.ndarray:
+    """(Q, D') booleans: whether the database item at each rank is of the query's class, over the
+    whole ranking (exact search); a query that is itself in the database (same id) is dropped
+    from its own ranking, so D' = D - 1 then."""
+    q = np.asarray(query_features, dtype=np.float64)
+    d = np.asarray(db_features, dtype=np.float64)
+    index = ExactIndex(d, metric)
+    order, _ = index.search(q, len(d))
+    rel = np.asarray(db_labels)[order] == np.asarray(query_labels)[:, None]
+    if query_ids is not None and db_ids is not None:
+        pos = {i: n for n, i in enumerate(db_ids)}
+        self_idx = np.array([pos.get(i, -1) for i in query_ids])
+        if (self_idx >= 0).all():  # every query is in the database: drop it from its own ranking
+            rel = rel[order != self_idx[:, None]].reshape(len(q), len(d) - 1)
+        elif (self_idx >= 0).any():
+            raise RetrievalError("queries must be either all in the database or all outside it")
+    return rel
+
+
+def per_query(rel: np.ndarray, k: int = 10) -> pd.DataFrame:
+    """Per query (rows of :func:`relevance`): average precision over the whole ranking (``ap``)
+    and precision at ``k`` (``p_at_k``), for intervals over queries."""
+    cum = np.cumsum(rel, axis=1)
+    prec = cum / np.arange(1, rel.shape[1] + 1)
+    kk = min(k, rel.shape[1])
+    return pd.DataFrame({"ap": (prec * rel).sum(1) / np.maximum(cum[:, -1], 1), "p_at_k": cum[:, kk - 1] / kk,
+                         "k": kk})
+
+
 def retrieval_metrics(query_features: np.ndarray, query_labels: np.ndarray, db_features: np.ndarray,
                       db_labels: np.ndarray, ks: Sequence[int] = (1, 5, 10, 100), metric: str = "euclidean",
                       query_ids: Sequence[str] | None = None, db_ids: Sequence[str] | None = None
@@ -334,18 +365,7 @@ def retrieval_metrics(query_features: np.ndarray, query_labels: np.ndarray, db_f
     whole ranking. k larger than the database is capped at its size (the row says which k ran).
     The precision-recall curve is interpolated (max precision at recall >= r) at 11 recall levels.
     """
-    q = np.asarray(query_features, dtype=np.float64)
-    d = np.asarray(db_features, dtype=np.float64)
-    index = ExactIndex(d, metric)
-    order, _ = index.search(q, len(d))
-    rel = np.asarray(db_labels)[order] == np.asarray(query_labels)[:, None]
-    if query_ids is not None and db_ids is not None:
-        pos = {i: n for n, i in enumerate(db_ids)}
-        self_idx = np.array([pos.get(i, -1) for i in query_ids])
-        if (self_idx >= 0).all():  # every query is in the database: drop it from its own ranking
-            rel = rel[order != self_idx[:, None]].reshape(len(q), len(d) - 1)
-        elif (self_idx >= 0).any():
-            raise RetrievalError("queries must be either all in the database or all outside it")
+    rel = relevance(query_features, query_labels, db_features, db_labels, metric, query_ids, db_ids)
     n = rel.shape[1]
     cum = np.cumsum(rel, axis=1)
     ranks = np.arange(1, n + 1)
@@ -365,4 +385,4 @@ def retrieval_metrics(query_features: np.ndarray, query_labels: np.ndarray, db_f
     levels = np.linspace(0, 1, 11)
     interp = np.stack([np.where(recall >= r, prec, 0).max(axis=1) for r in levels], axis=1)
     pr = pd.DataFrame({"recall": levels, "precision": interp.mean(0)})
-    return RetrievalScores(pd.DataFrame(rows), pr, {"queries": len(q), "database": len(d)})
+    return RetrievalScores(pd.DataFrame(rows), pr, {"queries": len(rel), "database": len(db_features)})

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cbirlib import keys, models, retrieval
+from cbirlib import features, keys, models, retrieval
 from cbirlib.keys import CipherParams
 from cbirlib.retrieval import Ciphertexts, CloudServer, DataOwner, QueryUser, RetrievalError
 
@@ -9,7 +9,7 @@ from cbirlib.retrieval import Ciphertexts, CloudServer, DataOwner, QueryUser, Re
 @pytest.fixture(scope="module")
 def psi():
     bundle = models.vgg16(weights="none", image_size=32, seed=0)
-    return models.FeatureModel(bundle, "pooled")
+    return features.FeatureModel(bundle, "pooled")
 
 
 @pytest.fixture
@@ -139,8 +139,8 @@ def test_query_excluded_from_its_own_ranking():
 def test_feature_model_save_load(psi, tmp_path):
     images = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     path = psi.save(tmp_path / "psi.pt")
-    again = models.FeatureModel.load(path)
+    again = features.FeatureModel.load(path)
     assert np.allclose(psi(images).numpy(), again(images).numpy(), atol=1e-5)
     path.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a readable feature model"):
-        models.FeatureModel.load(path)
+        features.FeatureModel.load(path)

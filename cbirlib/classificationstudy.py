@@ -1,0 +1,326 @@
+"""The classification chapter's runs: configurations from a profile, sweep points and their tables.
+
+A *point* is one cell of a sweep grid (:mod:`cbirlib.workflow`): one model, domain, key mode, seed,
+split scheme and fold, trained end to end or head-only. :func:`run_point` trains it, predicts
+every test image of its fold, and, as asked, adds beside it
+
+- the ciphertext-statistics probe (:func:`cbirlib.attacks.ciphertext_statistics` + logistic
+  regression) on the same fold's ciphertexts,
+- retrieval with the trained Psi (test images as queries, the fold's train + val images as the
+  database; per-query average precision and precision at 10),
+- Table VIII's quantization variants of the trained network.
+
+It writes per-image predictions, per-query scores, the training curve and a ``point.json``
+(configuration, timings, provenance) into one folder, atomically. :func:`aggregate` joins every
+point of a sweep into tidy tables with ``n``, ``ci_low``, ``ci_high`` (Wilson for accuracies,
+bootstrap over queries for mAP) and exact McNemar tests for paired comparisons.
+
+Intervals describe the sampling of test images: each image is tested once per seed across the
+folds, so ``n`` is the number of distinct images. Rows with ``seed = "mean"`` average the seeds'
+accuracies and give the Wilson interval at that mean with the same ``n``; the seeds' spread is in
+``seed_min`` / ``seed_max``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import attacks, data as cbir_data, features, models, profiles, provenance, quantstudy, retrieval, splits, stats, train
+from .train import Domain, ExperimentConfig, ExperimentError
+
+#: keys a sweep point may set besides those of :class:`~cbirlib.train.ExperimentConfig`
+POINT_OPTIONS = {"domain": "plain", "probe": True, "retrieval": False, "quantization": False}
+_CONFIG_FIELDS = {f.name for f in fields(ExperimentConfig)} - {"domains", "profile"}
+
+
+def config_for(profile: str, model: str, **overrides) -> ExperimentConfig:
+    """The classification profile's training settings (image size, trainable part, epochs, images
+    per class, ...) for ``model``, with the non-None ``overrides``; ``weights`` is resolved (``auto``
+    warns once when it falls back to the bundled weights)."""
+    if profile not in profiles.PROFILE_NAMES:
+        raise ExperimentError(f"unknown profile {profile!r}; choose one of {profiles.PROFILE_NAMES}")
+    p = profiles.PROFILES["02_classification"][profile]
+    base = {k: p[k] for k in ("image_size", "trainable", "epochs", "batch_size", "lr", "train_per_class",
+                              "val_per_class", "test_per_class", "domains")}
+    chosen = base | {k: v for k, v in overrides.items() if v is not None}
+    chosen["domains"] = tuple(chosen["domains"])
+    chosen["weights"] = models.resolve_weights(model, chosen.get("weights", "auto"))
+    return ExperimentConfig(model=model, profile=profile, **chosen)
+
+
+# --------------------------------------------------------------------------- sweep points
+
+def check_point(point: dict) -> dict:
+    """``point`` with the options' defaults filled in; an unknown key is a clear error."""
+    unknown = sorted(set(point) - _CONFIG_FIELDS - set(POINT_OPTIONS) - {"arm", "sweep"})
+    if unknown:
+        raise ExperimentError(f"unknown point parameter(s) {unknown}; known: "
+                              f"{sorted(_CONFIG_FIELDS | set(POINT_OPTIONS))}")
+    return POINT_OPTIONS | point
+
+
+def point_config(point: dict) -> ExperimentConfig:
+    """The :class:`~cbirlib.train.ExperimentConfig` of a point (one domain)."""
+    p = check_point(point)
+    kw = {k: v for k, v in p.items() if k in _CONFIG_FIELDS}
+    return ExperimentConfig(domains=(p["domain"],), profile=p.get("sweep", "sweep"), **kw)
+
+
+def point_id(point: dict) -> str:
+    """A readable, unique folder name: model, trainable part, domain, key mode, seed, split and
+    fold, plus a hash of every parameter (so changing any of them makes a new point)."""
+    p = check_point(point)
+    digest = hashlib.sha256(json.dumps({k: v for k, v in p.items() if k != "arm"}, sort_keys=True,
+                                       default=str).encode()).hexdigest()[:8]
+    key = "na" if Domain.parse(p["domain"]).block_size is None else p.get("key_mode", "per-image")
+    return (f"{p.get('model', 'vgg16')}-{p.get('trainable', 'all')}-{Domain.parse(p['domain']).tag}-{key}-"
+            f"s{p.get('seed', 0)}-{p.get('split', 'slab')}{p.get('fold', 0)}-{digest}")
+
+
+def folds_of(point: dict) -> int:
+    """How many folds the point's split scheme has (the held-out-patient split depends on the
+    data: the smallest number of volumes of any class)."""
+    p = check_point(point)
+    split = p.get("split", "slab")
+    if split == "slab":
+        return 1
+    if split == "kfold":
+        return int(p.get("folds", 5))
+    ds = cbir_data.open_dataset(p.get("data", "default"))
+    return splits.volume_folds(ds.table.reset_index(drop=True))[1]["k"]
+
+
+def _probe(domain: Domain, sp: dict[str, train.SplitData], seed: int) -> np.ndarray:
+    size = sp["train"].images.shape[1]
+    wanted = (8, 7, 4, 2, 1) if domain.block_size is None else (max(domain.block_size, 4), domain.block_size)
+    stat_b = next(b for b in wanted if size % b == 0)  # block statistics on >= 4-px windows where they fit
+    f = {s: attacks.ciphertext_statistics(sp[s].images, stat_b) for s in ("train", "val", "test")}
+    x = np.concatenate([f["train"], f["val"]])
+    y = np.concatenate([sp["train"].labels, sp["val"].labels])
+    return attacks.probe_predictions(x, y, f["test"], seed)
+
+
+def _retrieval_rows(z: dict[str, torch.Tensor], sp: dict[str, train.SplitData], k: int = 10) -> pd.DataFrame:
+    """Per-query scores of the fold's test images against its train + val images, ranked by the
+    features ``z`` (Psi's output per split)."""
+    db = np.concatenate([z["train"].numpy(), z["val"].numpy()])
+    db_labels = np.concatenate([sp["train"].labels, sp["val"].labels])
+    rel = retrieval.relevance(z["test"].numpy(), sp["test"].labels, db, db_labels)
+    scores = retrieval.per_query(rel, k)
+    return scores.assign(id=sp["test"].ids, label=sp["test"].labels, database=len(db))
+
+
+def _psi_features(res: train.DomainResult, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """Psi's features of every split: the standardised frozen-trunk features (head mode, already
+    computed) or the fine-tuned network's penultimate layer."""
+    sp = res.extras["splits"]
+    if cfg.trainable == "head":
+        psi = res.feature_model
+        return {s: (f - psi.mean) / psi.std for s, f in res.extras["features"].items()}
+    return {s: res.feature_model.embeddings(sp[s].images, cfg.batch_size) for s in sp}
+
+
+def _quantization(res: train.DomainResult, cfg: ExperimentConfig, penultimate: dict[str, torch.Tensor]
+                  ) -> dict[str, np.ndarray]:
+    if cfg.trainable != "all":
+        raise ExperimentError("quantization points need an end-to-end trained network (trainable='all')")
+    bundle, sp = res.extras["bundle"], res.extras["splits"]
+    device = train.device_for(cfg.device)
+    y = {s: sp[s].labels for s in sp}
+
+    def predict_images(net):
+        return train.predict(models.ModelBundle(net, bundle.preprocess, bundle.provenance), sp["test"].images,
+                             cfg.batch_size, device)
+
+    return quantstudy.network_variants(bundle.model, penultimate, y, predict_images, batch_size=cfg.batch_size,
+                                       lr=cfg.lr / 10, seed=cfg.seed)
+
+
+def run_point(point: dict, out_dir: str | Path, progress: bool = False) -> Path:
+    """Train and evaluate one sweep point; write ``predictions.csv`` (one row per test image and
+    variant), ``retrieval.csv`` (per query, when asked), ``history.csv`` and ``point.json`` into
+    ``out_dir`` (replaced atomically). Returns the path of ``point.json``."""
+    p = check_point(point)
+    cfg = point_config(p)
+    cfg = replace(cfg, weights=models.resolve_weights(cfg.model, cfg.weights))
+    domain = Domain.parse(p["domain"])
+    start = time.perf_counter()
+    dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
+    res = train.run_domain(cfg, dataset, domain, progress=progress, keep_model=True)
+    sp = res.extras["splits"]
+    base = dict(id=res.test_ids, label=res.y_true, fold=cfg.fold)
+    preds = {"fp32": res.y_pred}
+    if p["probe"]:
+        preds["ciphertext-statistics probe"] = _probe(domain, sp, cfg.seed)
+    z = _psi_features(res, cfg) if p["retrieval"] or p["quantization"] else {}
+    if p["quantization"]:
+        preds |= _quantization(res, cfg, z)
+    table = pd.concat([pd.DataFrame(base | {"variant": v, "pred": pr}) for v, pr in preds.items()], ignore_index=True)
+    table["correct"] = table.pred == table.label
+    parts = {"predictions": table, "history": res.history}
+    if p["retrieval"]:
+        parts["retrieval"] = _retrieval_rows(z, sp).assign(fold=cfg.fold)
+    fold_ds = train.fold_dataset(cfg, dataset)
+    record = {"point": p, "id": point_id(p), "config": cfg.record(), "differences_from_paper": cfg.differences_from_paper(),
+              "split": fold_ds.provenance.get("split", "the dataset's slab split"),
+              "counts": {s: int(len(d.labels)) for s, d in sp.items()}, "classes": dataset.classes,
+              "best_epoch": res.best_epoch, "epochs_run": int(len(res.history)),
+              "stopped_early": bool(res.extras.get("stopped_early", False)),
+              "accuracy": float((res.y_pred == res.y_true).mean()), "seconds": time.perf_counter() - start,
+              "weights": res.weights, "dataset": cbir_data.dataset_record(dataset),
+              "device": str(train.device_for(cfg.device)), "threads": torch.get_num_threads(),
+              "environment": provenance.environment()}
+    return _write_point(Path(out_dir), parts, record)
+
+
+def _write_point(out: Path, parts: dict[str, pd.DataFrame], record: dict) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*"):  # left by a run that was killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        for name, table in parts.items():
+            table.to_csv(tmp / f"{name}.csv", index=False, lineterminator="\n")
+        (tmp / "point.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "point.json"
+
+
+# --------------------------------------------------------------------------- aggregation
+
+GROUP = ["model", "trainable", "domain", "key_mode", "split"]
+
+
+def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every finished point under ``points_dir``: (points, predictions, retrieval), each row
+    carrying its point's identifying columns (model, trainable, domain, key_mode, split, seed, fold)."""
+    rows, preds, retr = [], [], []
+    for f in sorted(Path(points_dir).glob("*/point.json")):
+        rec = json.loads(f.read_text())
+        p, cfg = rec["point"], rec["config"]
+        dom = Domain.parse(p["domain"])
+        ident = dict(model=cfg["model"], trainable=cfg["trainable"], domain=dom.name,
+                     key_mode="none" if dom.block_size is None else cfg["key_mode"], split=cfg["split"],
+                     seed=int(cfg["seed"]), fold=int(cfg["fold"]), arm=p.get("arm", ""), point=rec["id"])
+        rows.append(ident | {"accuracy": rec["accuracy"], "seconds": rec["seconds"], "epochs_run": rec["epochs_run"],
+                             "best_epoch": rec["best_epoch"], "stopped_early": rec["stopped_early"],
+                             "image_size": cfg["image_size"], "n_test": rec["counts"]["test"],
+                             "n_train": rec["counts"]["train"], "device": rec["device"]})
+        t = pd.read_csv(f.parent / "predictions.csv").assign(**{k: v for k, v in ident.items() if k != "fold"})
+        preds.append(t)
+        if (f.parent / "retrieval.csv").exists():
+            retr.append(pd.read_csv(f.parent / "retrieval.csv").assign(**{k: v for k, v in ident.items() if k != "fold"}))
+    if not rows:
+        raise FileNotFoundError(f"no finished points under {points_dir}")
+    return (pd.DataFrame(rows), pd.concat(preds, ignore_index=True),
+            pd.concat(retr, ignore_index=True) if retr else pd.DataFrame())
+
+
+def _accuracy_rows(g: pd.DataFrame) -> dict:
+    n, k = len(g), int(g.correct.sum())
+    lo, hi = stats.wilson(k, n)
+    return dict(n=n, k=k, value=k / n if n else np.nan, ci_low=lo, ci_high=hi)
+
+
+def accuracy_table(points: pd.DataFrame, preds: pd.DataFrame, expected_images: int | None = None) -> pd.DataFrame:
+    """Accuracy per configuration, variant and seed over every tested image (all folds), with the
+    Wilson interval; plus ``seed = "mean"`` rows (see the module docstring). ``complete`` says
+    whether every fold ran (and, given ``expected_images``, every image was tested)."""
+    keys = GROUP + ["variant", "seed"]
+    folds_run = points.groupby(GROUP + ["seed"]).fold.nunique().rename("folds_run")
+    out = []
+    for key, g in preds.groupby(keys, sort=True):
+        row = dict(zip(keys, key)) | _accuracy_rows(g)
+        row["folds_run"] = int(folds_run.get(tuple(key[:len(GROUP)]) + (key[-1],), 0))
+        row["images_unique"] = bool(g.id.is_unique)
+        out.append(row)
+    per_seed = pd.DataFrame(out)
+    means = []
+    for key, g in per_seed.groupby(GROUP + ["variant"], sort=True):
+        n = int(g.n.min())
+        m = float(g.value.mean())
+        lo, hi = stats.wilson(round(m * n), n)
+        means.append(dict(zip(GROUP + ["variant"], key)) | dict(seed="mean", n=n, k=round(m * n), value=m, ci_low=lo,
+                                                                ci_high=hi, seeds=len(g), seed_min=g.value.min(),
+                                                                seed_max=g.value.max(), folds_run=int(g.folds_run.min()),
+                                                                images_unique=bool(g.images_unique.all())))
+    table = pd.concat([per_seed.assign(seed=per_seed.seed.astype(str)), pd.DataFrame(means)], ignore_index=True)
+    table["complete"] = table.images_unique & ((table.n == expected_images) if expected_images else True)
+    table["metric"] = "accuracy"
+    return table.assign(source="ours")
+
+
+def _paired(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    m = a[["id", "correct"]].merge(b[["id", "correct"]], on="id", suffixes=("_a", "_b"))
+    t = stats.mcnemar(m.correct_a, m.correct_b)
+    return t | dict(acc_a=float(m.correct_a.mean()) if len(m) else np.nan,
+                    acc_b=float(m.correct_b.mean()) if len(m) else np.nan)
+
+
+def paired_table(preds: pd.DataFrame) -> pd.DataFrame:
+    """Exact McNemar tests on the same images and seed: shared vs per-image keys, end-to-end vs
+    head-only, the probe vs the network, and every quantization variant vs fp32."""
+    rows = []
+    fp = preds[preds.variant == "fp32"]
+    idx = {k: g for k, g in fp.groupby(GROUP + ["seed"])}
+
+    def add(comparison, key_a, ga, key_b, gb):
+        rows.append(dict(comparison=comparison, a=key_a, b=key_b) | _paired(ga, gb))
+
+    for key, g in idx.items():
+        model, trainable, domain, key_mode, split, seed = key
+        if key_mode == "per-image":
+            other = idx.get((model, trainable, domain, "shared", split, seed))
+            if other is not None:
+                add(f"{model} {trainable} {domain} ({split}, seed {seed}): shared vs per-image keys",
+                    "shared", other, "per-image", g)
+        if trainable == "all":
+            other = idx.get((model, "head", domain, key_mode, split, seed))
+            if other is not None:
+                add(f"{model} {domain} {key_mode} ({split}, seed {seed}): end-to-end vs head-only",
+                    "end-to-end", g, "head-only", other)
+    for key, g in preds.groupby(GROUP + ["seed"]):
+        base = g[g.variant == "fp32"]
+        for variant, gv in g[g.variant != "fp32"].groupby("variant"):
+            label = " ".join(str(x) for x in key[:5])
+            add(f"{label} (seed {key[5]}): {variant} vs fp32", variant, gv, "fp32", base)
+    return pd.DataFrame(rows).assign(source="ours")
+
+
+def retrieval_table(retr: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """mAP (mean per-query AP over every query of every fold) and precision@10 per configuration
+    and seed, with percentile-bootstrap intervals over queries."""
+    out = []
+    for key, g in retr.groupby(GROUP + ["seed"], sort=True):
+        for metric, col in (("mAP", "ap"), ("precision@10", "p_at_k")):
+            lo, hi = stats.bootstrap_mean(g[col], seed=seed)
+            out.append(dict(zip(GROUP + ["seed"], key)) | dict(metric=metric, n=len(g), value=float(g[col].mean()),
+                                                               ci_low=lo, ci_high=hi,
+                                                               index="trained Psi" if key[1] == "all" else "frozen trunk"))
+    return pd.DataFrame(out).assign(source="ours")
+
+
+def aggregate(points_dir: str | Path, expected_images: int | None = None) -> dict[str, pd.DataFrame]:
+    """Every table of a sweep: ``points`` (one row per point: timings, epochs), ``accuracy``,
+    ``paired``, and ``retrieval`` when any point measured it."""
+    points, preds, retr = load_points(points_dir)
+    out = {"points": points.assign(source="ours"), "accuracy": accuracy_table(points, preds, expected_images),
+           "paired": paired_table(preds)}
+    if len(retr):
+        out["retrieval"] = retrieval_table(retr)
+    return out

@@ -1,0 +1,557 @@
+"""The jobs of the Snakemake workflow (``workflow/Snakefile``) and the driver that runs it.
+
+Two kinds of work go through the same engine:
+
+- **the book**: one job per chapter notebook (papermill), in parallel where the chapters'
+  dependencies allow (:data:`UPSTREAM`), after jobs that compute the frozen-trunk features the
+  chapters share (:func:`feature_jobs`; cached by content, :mod:`cbirlib.features`);
+- **sweeps**: a YAML file in ``workflow/sweeps/`` describes a grid of a chapter's parameters;
+  every point of the grid is one job that writes its own folder of tidy results, and one
+  aggregation job per sweep joins them into ``results/sweeps/<name>/`` with intervals. An
+  interrupted sweep reruns only the points that are missing.
+
+:func:`run` starts Snakemake on the machine's cores (or on a cluster through a workflow profile in
+``workflow/profiles/``), keeps its log in ``build/logs/`` and prints what runs, how far each
+chapter is and the time left, estimated from the last recorded run.
+
+Sweep file::
+
+    name: classification            # results/sweeps/<name>/
+    chapter: 02_classification      # the chapter that reads the results
+    kind: classification            # the point runner (classificationstudy.run_point)
+    label: sweep-cpu                # how the book labels these results
+    description: ...
+    fixed: {data: default, ...}     # parameters of every point
+    resources: {threads: 1, mem_mb: 6000, runtime: 60}   # per job; gpu: 1 for a GPU
+    arms:                           # sub-grids, each its own fixed values and grid
+      - name: end-to-end ViT
+        fixed: {model: vit, trainable: all}
+        grid: {domain: [plain, 8, 1], key_mode: [per-image, shared], seed: [0], fold: all}
+
+``fold: all`` means every fold of the point's split scheme; the plaintext domain has no key, so
+its ``key_mode: shared`` copies are dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import paths
+
+#: chapters that read another chapter's tables must run after it
+UPSTREAM = {"05_security": ("02_classification",), "06_key_aware": ("05_security",)}
+#: the last chapter reads every other chapter's tables
+SCORECARD = "99_scorecard"
+#: the longest chain starts first
+PRIORITY = {"02_classification": 50, "05_security": 40, "06_key_aware": 30, "04_quantization": 20}
+#: chapters whose frozen-trunk features the feature jobs compute beforehand (the same arrays,
+#: hence the same cache entries): the classification chapter's models and domains
+FEATURE_CHAPTERS = ("02_classification", "03_retrieval", "04_quantization")
+
+
+class WorkflowError(ValueError):
+    """A sweep file or workflow request that cannot run; the message says why."""
+
+
+def root() -> Path:
+    return paths.project_root()
+
+
+def snakefile() -> Path:
+    return root() / "workflow" / "Snakefile"
+
+
+# --------------------------------------------------------------------------- the book
+
+def chapters() -> list[str]:
+    """Notebook ids in book order (``notebooks/*.ipynb``)."""
+    return sorted(p.stem for p in (root() / "notebooks").glob("*.ipynb"))
+
+
+def upstream(nb: str) -> list[str]:
+    """The chapters ``nb`` reads tables from."""
+    if nb == SCORECARD:
+        return [c for c in chapters() if c != SCORECARD]
+    return list(UPSTREAM.get(nb, ()))
+
+
+def feature_jobs(profile: str) -> list[tuple[str, str]]:
+    """(model, domain) pairs whose frozen-trunk features the classification chapter computes at
+    ``profile`` (none when the profile fine-tunes every weight)."""
+    from . import profiles
+
+    p = profiles.PROFILES["02_classification"][profile]
+    if p["trainable"] != "head":
+        return []
+    from .models import MODEL_NAMES
+
+    return [(m, str(d)) for m in MODEL_NAMES for d in p["domains"]]
+
+
+def warm_features(profile: str, data: str, model: str, domain: str, seed: int = 0) -> int:
+    """Compute (or find in the cache) the frozen-trunk features of every split of ``data`` for
+    one model and domain, exactly as the chapters will ask for them. Returns the image count."""
+    from . import classificationstudy, data as cbir_data, features, models, train
+
+    cfg = classificationstudy.config_for(profile, model, data=data, seed=seed)
+    dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
+    bundle = models.build_model(cfg.model, len(dataset.classes), cfg.weights, cfg.image_size, cfg.seed)
+    n = 0
+    for split in train.prepare_splits(cfg, dataset, train.Domain.parse(domain)).values():
+        features.extract(bundle, split.images, batch_size=cfg.batch_size, device=train.device_for(cfg.device))
+        n += len(split.images)
+    return n
+
+
+def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results_dir: str = "",
+                parameters: dict | None = None) -> None:
+    """Execute ``notebooks/<nb>.ipynb`` with papermill into ``out`` (kernel python3, progress in
+    the job's log), then fold the injected-parameters cell."""
+    import papermill as pm
+
+    from . import book
+
+    params = {"profile": profile} | ({"data": data} if data != "default" else {}) | (parameters or {})
+    if results_dir:
+        params["results_dir"] = results_dir
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(root() / "notebooks" / f"{nb}.ipynb"), str(out), parameters=params,
+                        kernel_name="python3", cwd=str(root() / "notebooks"), progress_bar=True,
+                        log_output=False, request_save_on_cell_execute=True)
+    book.hide_injected_parameters(out)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+@dataclass
+class Sweep:
+    name: str
+    chapter: str
+    kind: str
+    label: str
+    description: str
+    points: dict[str, dict] = field(default_factory=dict)  # id -> point
+    resources: dict = field(default_factory=dict)
+    source: str = ""
+
+    def resources_for(self, point: dict) -> dict:
+        """Snakemake resources of one point's job: threads, mem_mb, runtime (minutes), gpu."""
+        r = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0} | self.resources
+        return r | point.get("_resources", {})
+
+
+KINDS = ("classification",)
+
+
+def sweeps_dir() -> Path:
+    """``workflow/sweeps``, or ``$CBIR_SWEEPS_DIR`` (tests, private sweeps)."""
+    env = os.environ.get("CBIR_SWEEPS_DIR")
+    return Path(env) if env else root() / "workflow" / "sweeps"
+
+
+def sweep_names() -> list[str]:
+    return sorted(p.stem for p in sweeps_dir().glob("*.yaml"))
+
+
+def load_sweep(name_or_path: str | Path) -> Sweep:
+    """Read a sweep file (by name in ``workflow/sweeps/`` or by path) and expand its grid into points."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = sweeps_dir() / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise WorkflowError(f"no sweep {name_or_path!r}: {path} does not exist; sweeps: {', '.join(sweep_names())}")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise WorkflowError(f"{path.name}: not valid YAML ({e})") from None
+    if not isinstance(spec, dict):
+        raise WorkflowError(f"{path.name}: expected a mapping at the top")
+    allowed = {"name", "chapter", "kind", "label", "description", "fixed", "resources", "arms"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise WorkflowError(f"{path.name}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    for key in ("name", "chapter", "kind", "arms"):
+        if key not in spec:
+            raise WorkflowError(f"{path.name}: missing {key!r}")
+    if spec["kind"] not in KINDS:
+        raise WorkflowError(f"{path.name}: unknown kind {spec['kind']!r}; choose one of {KINDS}")
+    if spec["name"] != path.stem:
+        raise WorkflowError(f"{path.name}: name {spec['name']!r} must equal the file name {path.stem!r}")
+    sweep = Sweep(spec["name"], spec["chapter"], spec["kind"], spec.get("label", spec["name"]),
+                  spec.get("description", ""), resources=dict(spec.get("resources") or {}), source=str(path))
+    for arm in spec["arms"]:
+        for point in _expand_arm(path.name, spec.get("fixed") or {}, arm):
+            point = {"sweep": sweep.name} | point
+            pid = _point_id(sweep.kind, point)
+            if pid not in sweep.points:
+                sweep.points[pid] = point
+    return sweep
+
+
+def _expand_arm(source: str, fixed: dict, arm: dict) -> list[dict]:
+    from . import classificationstudy
+
+    unknown = sorted(set(arm) - {"name", "fixed", "grid", "exclude", "resources"})
+    if unknown:
+        raise WorkflowError(f"{source}: arm {arm.get('name', '?')!r}: unknown key(s) {unknown}")
+    base = dict(fixed) | dict(arm.get("fixed") or {}) | {"arm": arm.get("name", "")}
+    grid = dict(arm.get("grid") or {})
+    for k, v in grid.items():
+        if not isinstance(v, list) and v != "all":
+            raise WorkflowError(f"{source}: grid values must be lists (or fold: all), got {k}: {v!r}")
+    names = [k for k in grid if k != "fold"]
+    out = []
+    for values in itertools.product(*(grid[k] for k in names)):
+        point = base | dict(zip(names, values))
+        if str(point.get("domain", "plain")).lower() in ("plain", "plaintext") and point.get("key_mode") == "shared":
+            continue  # the plaintext domain has no key
+        if any(all(point.get(k) == v for k, v in ex.items()) for ex in arm.get("exclude") or []):
+            continue
+        folds = grid.get("fold", [point.get("fold", 0)])
+        if folds == "all":
+            folds = range(classificationstudy.folds_of(point))
+        for f in folds:
+            p = point | {"fold": int(f)}
+            if arm.get("resources"):
+                p["_resources"] = dict(arm["resources"])
+            try:
+                classificationstudy.check_point({k: v for k, v in p.items() if not k.startswith("_")})
+            except ValueError as e:
+                raise WorkflowError(f"{source}: arm {arm.get('name', '?')!r}: {e}") from None
+            out.append(p)
+    return out
+
+
+def _point_id(kind: str, point: dict) -> str:
+    from . import classificationstudy
+
+    return classificationstudy.point_id({k: v for k, v in point.items() if not k.startswith("_")})
+
+
+def sweep_results(name: str) -> Path:
+    return root() / "results" / "sweeps" / name
+
+
+def run_sweep_point(name: str, point_id: str, out: Path | None = None) -> Path:
+    """Run one point of a sweep into ``results/sweeps/<name>/points/<id>/``."""
+    from . import classificationstudy
+
+    sweep = load_sweep(name)
+    if point_id not in sweep.points:
+        raise WorkflowError(f"sweep {name!r} has no point {point_id!r}")
+    point = {k: v for k, v in sweep.points[point_id].items() if not k.startswith("_")}
+    return classificationstudy.run_point(point, out or sweep_results(name) / "points" / point_id)
+
+
+def aggregate_sweep(name: str) -> list[Path]:
+    """Join every finished point of a sweep into ``results/sweeps/<name>/<table>.csv`` with
+    provenance (the sweep file, its label, points run and missing)."""
+    from . import classificationstudy, data as cbir_data, results
+
+    sweep = load_sweep(name)
+    folder = sweep_results(name)
+    done = {p.parent.name for p in (folder / "points").glob("*/point.json")}
+    planned = set(sweep.points)
+    datasets = {p.get("data", "default") for p in sweep.points.values()}
+    expected = len(cbir_data.open_dataset(next(iter(datasets))).table) if len(datasets) == 1 else None
+    tables = classificationstudy.aggregate(folder / "points", expected)
+    keep = {pid for pid in done if pid in planned}
+    record = {"sweep": sweep.name, "label": sweep.label, "chapter": sweep.chapter, "description": sweep.description,
+              "sweep_file": Path(sweep.source).relative_to(root()).as_posix() if Path(sweep.source).is_relative_to(root()) else sweep.source,
+              "points_planned": len(planned), "points_done": len(keep), "points_missing": sorted(planned - done),
+              "points_not_in_sweep_file": sorted(done - planned)}
+    written = []
+    for table_name, table in tables.items():
+        table = table[table.point.isin(keep)] if "point" in table.columns else table
+        written.append(results.write_table(table.assign(sweep=sweep.name, label=sweep.label), f"sweeps/{name}",
+                                           table_name, {"sweep": sweep.name}, root() / "results", **record))
+    return written
+
+
+# --------------------------------------------------------------------------- the driver
+
+def _timings_files(profile: str) -> list[Path]:
+    return [root() / "build" / "timings" / f"{profile}.json", root() / "workflow" / "timings" / f"{profile}.json"]
+
+
+def expected_seconds(profile: str) -> dict[str, float]:
+    """Seconds each job took in the last recorded run at ``profile`` (this machine's record first,
+    then the committed one)."""
+    for f in _timings_files(profile):
+        if f.exists():
+            return json.loads(f.read_text())
+    return {}
+
+
+def _job_name(output: str) -> str:
+    p = Path(output)
+    if p.parts[:2] == ("book", "executed"):
+        return p.stem
+    if p.parts[:2] == ("build", "features"):
+        return "features " + p.stem.replace("_", " ")
+    if "points" in p.parts:
+        return "point " + p.parent.name
+    return output
+
+
+def _with(cmd: list[str], *flags: str) -> list[str]:
+    """``cmd`` with ``flags`` before its ``--config`` (which takes every word after it)."""
+    i = cmd.index("--config") if "--config" in cmd else len(cmd)
+    return cmd[:i] + list(flags) + cmd[i:]
+
+
+def plan(cmd: list[str]) -> list[str]:
+    """The outputs Snakemake would (re)make for ``cmd`` (from ``--summary``)."""
+    proc = subprocess.run(_with(cmd, "--summary"), capture_output=True, text=True, cwd=root())
+    if proc.returncode != 0:
+        raise WorkflowError("snakemake could not plan the run:\n" + proc.stderr[-3000:])
+    rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
+    if not rows:
+        return []
+    header = rows[0]
+    i_out, i_plan = header.index("output_file"), header.index("plan")
+    return [r[i_out] for r in rows[1:] if r[i_plan] != "no update"]
+
+
+def _notebook_progress(path: Path) -> str:
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    done = sum(1 for c in cells if c.get("metadata", {}).get("papermill", {}).get("status") == "completed")
+    return f"cell {done}/{len(cells)}" if cells else ""
+
+
+def _fmt(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60:d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Watches the planned outputs while Snakemake runs and prints one status line at a time."""
+
+    def __init__(self, outputs: list[str], cores: int, expected: dict[str, float], stream=sys.stderr) -> None:
+        self.outputs, self.cores, self.expected, self.stream = outputs, cores, expected, stream
+        self.start = time.time()
+        self.finished: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    def _state(self) -> tuple[list[str], list[str]]:
+        running = []
+        for out in self.outputs:
+            name = _job_name(out)
+            p = root() / out
+            if name in self.finished:
+                continue
+            log = self._log_of(out)
+            if p.exists() and p.stat().st_mtime >= self.start and not self._still_writing(out):
+                self.finished[name] = time.time() - self.started.get(name, self.start)
+            elif (log and log.exists() and log.stat().st_mtime >= self.start) or (p.exists() and p.stat().st_mtime >= self.start):
+                self.started.setdefault(name, time.time())
+                detail = _notebook_progress(p) if out.endswith(".ipynb") and p.exists() else ""
+                running.append(f"{name}{f' ({detail})' if detail else ''}")
+        return running, list(self.finished)
+
+    def _log_of(self, out: str) -> Path | None:
+        p = Path(out)
+        if p.parts[:2] == ("book", "executed"):
+            return root() / "build" / "logs" / f"{p.stem}.log"
+        return None
+
+    def _still_writing(self, out: str) -> bool:
+        if not out.endswith(".ipynb"):
+            return False
+        text = _notebook_progress(root() / out)
+        if not text:
+            return True
+        done, total = text.split()[1].split("/")
+        return done != total
+
+    def line(self) -> str:
+        running, finished = self._state()
+        left = 0.0
+        for out in self.outputs:
+            name = _job_name(out)
+            if name in self.finished:
+                continue
+            est = self.expected.get(name, 30.0)
+            left += max(est - (time.time() - self.started[name]), 5.0) if name in self.started else est
+        eta = f", ~{_fmt(left / max(self.cores, 1))} left" if self.expected else ""
+        run = f"; running: {', '.join(running)}" if running else ""
+        return f"[{_fmt(time.time() - self.start)}] {len(finished)}/{len(self.outputs)} jobs done{eta}{run}"
+
+    def watch(self, every: float = 15.0) -> None:
+        last = ""
+        while not self._stop.wait(every):
+            text = self.line()
+            if text != last:
+                print(text, file=self.stream, flush=True)
+                last = text
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def snakemake_command(targets: list[str], cores: int, config: dict, workflow_profile: str | None = None,
+                      jobs: int | None = None, extra: list[str] | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(snakefile()), "--directory", str(root()),
+           "--rerun-triggers", "mtime", "--rerun-incomplete", "--cores", str(cores), "--nocolor"]
+    if workflow_profile:
+        prof = Path(workflow_profile)
+        if not prof.is_dir():
+            prof = root() / "workflow" / "profiles" / str(workflow_profile)
+        if not (prof / "config.yaml").exists():
+            raise WorkflowError(f"no workflow profile {workflow_profile!r} ({prof}/config.yaml missing)")
+        cmd += ["--workflow-profile", str(prof)]
+    if jobs:
+        cmd += ["--jobs", str(jobs)]
+    cmd += list(extra or [])
+    if config:  # last: --config takes every word after it
+        cmd += ["--config", *[f"{k}={v}" for k, v in config.items()]]
+    return cmd
+
+
+def run(targets: list[str], cores: int | None = None, config: dict | None = None, workflow_profile: str | None = None,
+        jobs: int | None = None, dry_run: bool = False, extra: list[str] | None = None, progress: bool = True) -> int:
+    """Run Snakemake for ``targets``; its log goes to ``build/logs/snakemake.log`` and a status line
+    (jobs done, what runs, how far each chapter is, time left) to stderr. Returns its exit code."""
+    cores = cores or os.cpu_count() or 1
+    config = dict(config or {})
+    cmd = snakemake_command(targets, cores, config, workflow_profile, jobs, extra)
+    if dry_run:
+        return subprocess.run(_with(cmd, "--dry-run"), cwd=root()).returncode
+    _clear_stale_lock(cmd)
+    outputs = plan(cmd)
+    logs = root() / "build" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / "snakemake.log"
+    if not outputs:
+        print("workflow: everything is up to date", file=sys.stderr)
+        return 0
+    profile = config.get("profile", "cpu")
+    watcher = Progress(outputs, cores, expected_seconds(profile))
+    print(f"workflow: {len(outputs)} jobs on {cores} core(s): {', '.join(_job_name(o) for o in outputs[:12])}"
+          f"{' ...' if len(outputs) > 12 else ''} (log: {log_path.relative_to(root())})", file=sys.stderr, flush=True)
+    thread = threading.Thread(target=watcher.watch, daemon=True) if progress else None
+    if thread:
+        thread.start()
+    with open(log_path, "w") as log:
+        rc = subprocess.run(cmd, cwd=root(), stdout=log, stderr=subprocess.STDOUT).returncode
+    watcher.stop()
+    print(watcher.line(), file=sys.stderr, flush=True)
+    if rc != 0:
+        print(f"workflow: snakemake failed (exit {rc}); the end of {log_path.relative_to(root())}:", file=sys.stderr)
+        print("".join(log_path.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
+        return rc
+    _record_timings(profile, watcher)
+    return 0
+
+
+def _clear_stale_lock(cmd: list[str]) -> None:
+    """A run that was killed leaves Snakemake's lock behind; remove it when no Snakemake process
+    works in this directory any more (a live one keeps its lock, and Snakemake then says so)."""
+    locks = root() / ".snakemake" / "locks"
+    if not locks.is_dir() or not any(locks.iterdir()):
+        return
+    me = os.getpid()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.name) == me:
+                continue
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except (OSError, ValueError):
+            continue
+        if b"snakemake" in b" ".join(args) and Path(cwd) == root() and b"--summary" not in args:
+            return
+    print("workflow: removing the lock a killed run left behind", file=sys.stderr)
+    subprocess.run(_with(cmd, "--unlock"), cwd=root(), capture_output=True)
+
+
+def _record_timings(profile: str, watcher: Progress) -> None:
+    path = _timings_files(profile)[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(path.read_text()) if path.exists() else {}
+    known |= {k: round(v, 1) for k, v in watcher.finished.items() if not k.startswith("point ")}
+    path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------- command line
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cbirlib.workflow``: the commands the Snakefile's jobs run, and ``run``."""
+    parser = argparse.ArgumentParser(prog="cbir workflow")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("run", help="run the workflow for targets (e.g. notebooks, sweep_classification)")
+    p.add_argument("targets", nargs="*", default=["notebooks"])
+    p.add_argument("--cores", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=None, help="parallel jobs on a cluster")
+    p.add_argument("--profile", default="cpu", help="the book's parameter profile: ci | cpu | paper")
+    p.add_argument("--data", default="default")
+    p.add_argument("--results-dir", default="")
+    p.add_argument("--cluster", default=None, help="a workflow profile in workflow/profiles (slurm, kubernetes)")
+    p.add_argument("--sweep", default=None, help="run this sweep (workflow/sweeps/<name>.yaml): every missing point, then its tables")
+    p.add_argument("--dry-run", action="store_true")
+    p = sub.add_parser("chapter", help="execute one chapter notebook (a job of the book)")
+    p.add_argument("nb")
+    p.add_argument("--out", required=True)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data", default="default")
+    p.add_argument("--results-dir", default="")
+    p = sub.add_parser("features", help="compute the shared frozen-trunk features of one model and domain")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data", default="default")
+    p.add_argument("--model", required=True)
+    p.add_argument("--domain", required=True)
+    p.add_argument("--stamp", required=True)
+    p = sub.add_parser("point", help="run one point of a sweep")
+    p.add_argument("sweep")
+    p.add_argument("point")
+    p = sub.add_parser("aggregate", help="join a sweep's points into its tables")
+    p.add_argument("sweep")
+    p = sub.add_parser("points", help="list a sweep's points and whether each has run")
+    p.add_argument("sweep")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        config = {"profile": args.profile, "data": args.data} | ({"results_dir": args.results_dir} if args.results_dir else {})
+        targets, extra = args.targets, []
+        if args.sweep:
+            load_sweep(args.sweep)  # a clear error for an unknown or broken sweep file
+            targets, extra = [f"results/sweeps/{args.sweep}/accuracy.csv"], ["--forcerun", "sweep_aggregate"]
+        return run(targets, args.cores, config, args.cluster, args.jobs, args.dry_run, extra)
+    if args.action == "chapter":
+        run_chapter(args.nb, Path(args.out), args.profile, args.data, args.results_dir)
+    elif args.action == "features":
+        n = warm_features(args.profile, args.data, args.model, args.domain)
+        stamp = Path(args.stamp)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"model": args.model, "domain": args.domain, "images": n}) + "\n")
+    elif args.action == "point":
+        print(run_sweep_point(args.sweep, args.point))
+    elif args.action == "aggregate":
+        for path in aggregate_sweep(args.sweep):
+            print(path.relative_to(root()))
+    elif args.action == "points":
+        sweep = load_sweep(args.sweep)
+        for pid in sweep.points:
+            done = (sweep_results(sweep.name) / "points" / pid / "point.json").exists()
+            print(f"{'done   ' if done else 'missing'} {pid}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
