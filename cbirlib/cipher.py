@@ -261,9 +261,17 @@ def _restore(out: np.ndarray, single: bool, device):
 
 
 def _keys_for(key, n: int) -> list[Key]:
+    if n == 0:
+        raise CipherInputError("empty batch: there are no images to encrypt or decrypt")
     if isinstance(key, Key):
         return [key]  # one schedule broadcast over the batch
+    if key is None or isinstance(key, (str, bytes)) or not hasattr(key, "__iter__"):
+        raise CipherInputError(f"key must be a cbirlib.keys.Key or a sequence of one Key per image, "
+                               f"got {type(key).__name__}")
     keys = list(key)
+    bad = [type(k).__name__ for k in keys if not isinstance(k, Key)]
+    if bad:
+        raise CipherInputError(f"every key must be a cbirlib.keys.Key, got {bad[0]}")
     if len(keys) != n:
         raise CipherInputError(f"{len(keys)} keys for {n} images: give one key per image or one key")
     return keys
@@ -393,13 +401,20 @@ def decrypt(ciphertext, key: Key | Sequence[Key], size: tuple[int, int] | None =
     return _restore(out, single, device)
 
 
+def _master(master) -> Key:
+    if not isinstance(master, Key) or master.kind != "master":
+        raise CipherInputError(f"per-image keys are derived from a master key (a cbirlib.keys.Key of kind "
+                               f"'master'), got {getattr(master, 'kind', type(master).__name__)!r}")
+    return master
+
+
 def encrypt_with_ids(images, ids: Sequence[str], master: Key, pad: str = "error"):
     """The paper's protocol: every image under its own key, derived from ``master`` and its id."""
-    return encrypt(images, [master.for_image(i) for i in ids], pad=pad)
+    return encrypt(images, [_master(master).for_image(i) for i in ids], pad=pad)
 
 
 def decrypt_with_ids(ciphertext, ids: Sequence[str], master: Key, size: tuple[int, int] | None = None):
-    return decrypt(ciphertext, [master.for_image(i) for i in ids], size=size)
+    return decrypt(ciphertext, [_master(master).for_image(i) for i in ids], size=size)
 
 
 __all__ = ["CipherParams", "Key", "Schedule", "expand", "encrypt", "decrypt", "encrypt_steps",

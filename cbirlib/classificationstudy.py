@@ -23,6 +23,7 @@ accuracies and give the Wilson interval at that mean with the same ``n``; the se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -52,10 +53,10 @@ def config_for(profile: str, model: str, **overrides) -> ExperimentConfig:
         raise ExperimentError(f"unknown profile {profile!r}; choose one of {profiles.PROFILE_NAMES}")
     p = profiles.PROFILES["02_classification"][profile]
     base = {k: p[k] for k in ("image_size", "trainable", "epochs", "batch_size", "lr", "train_per_class",
-                              "val_per_class", "test_per_class", "domains")}
+                              "val_per_class", "test_per_class", "domains", "amp") if k in p}
     chosen = base | {k: v for k, v in overrides.items() if v is not None}
     chosen["domains"] = tuple(chosen["domains"])
-    chosen["weights"] = models.resolve_weights(model, chosen.get("weights", "auto"))
+    chosen["weights"] = models.resolve_weights(model, chosen.get("weights", "auto"), warn=False)
     return ExperimentConfig(model=model, profile=profile, **chosen)
 
 
@@ -97,7 +98,12 @@ def folds_of(point: dict) -> int:
         return 1
     if split == "kfold":
         return int(p.get("folds", 5))
-    ds = cbir_data.open_dataset(p.get("data", "default"))
+    return _volume_fold_count(str(p.get("data", "default")))
+
+
+@functools.lru_cache(maxsize=8)
+def _volume_fold_count(data: str) -> int:
+    ds = cbir_data.open_dataset(data)
     return splits.volume_folds(ds.table.reset_index(drop=True))[1]["k"]
 
 
@@ -153,7 +159,7 @@ def run_point(point: dict, out_dir: str | Path, progress: bool = False) -> Path:
     ``out_dir`` (replaced atomically). Returns the path of ``point.json``."""
     p = check_point(point)
     cfg = point_config(p)
-    cfg = replace(cfg, weights=models.resolve_weights(cfg.model, cfg.weights))
+    cfg = replace(cfg, weights=models.resolve_weights(cfg.model, cfg.weights, warn=False))
     domain = Domain.parse(p["domain"])
     start = time.perf_counter()
     dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
@@ -203,7 +209,8 @@ def _write_point(out: Path, parts: dict[str, pd.DataFrame], record: dict) -> Pat
 
 # --------------------------------------------------------------------------- aggregation
 
-GROUP = ["model", "trainable", "domain", "key_mode", "split"]
+#: what identifies a configuration in the tables (seed, fold and variant come on top)
+GROUP = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size"]
 
 
 def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -216,10 +223,11 @@ def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         dom = Domain.parse(p["domain"])
         ident = dict(model=cfg["model"], trainable=cfg["trainable"], domain=dom.name,
                      key_mode="none" if dom.block_size is None else cfg["key_mode"], split=cfg["split"],
+                     strength=int(cfg["strength"]), image_size=int(cfg["image_size"]),
                      seed=int(cfg["seed"]), fold=int(cfg["fold"]), arm=p.get("arm", ""), point=rec["id"])
         rows.append(ident | {"accuracy": rec["accuracy"], "seconds": rec["seconds"], "epochs_run": rec["epochs_run"],
                              "best_epoch": rec["best_epoch"], "stopped_early": rec["stopped_early"],
-                             "image_size": cfg["image_size"], "n_test": rec["counts"]["test"],
+                             "n_test": rec["counts"]["test"],
                              "n_train": rec["counts"]["train"], "device": rec["device"]})
         t = pd.read_csv(f.parent / "predictions.csv").assign(**{k: v for k, v in ident.items() if k != "fold"})
         preds.append(t)
@@ -274,31 +282,32 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame) -> dict:
 
 def paired_table(preds: pd.DataFrame) -> pd.DataFrame:
     """Exact McNemar tests on the same images and seed: shared vs per-image keys, end-to-end vs
-    head-only, the probe vs the network, and every quantization variant vs fp32."""
+    head-only, the probe vs the network, and every quantization variant vs fp32. One row per test:
+    the configuration of ``a`` (its GROUP columns and seed), ``kind``, what ``a`` and ``b`` are,
+    n, discordant counts, both accuracies and the p-value."""
     rows = []
     fp = preds[preds.variant == "fp32"]
     idx = {k: g for k, g in fp.groupby(GROUP + ["seed"])}
 
-    def add(comparison, key_a, ga, key_b, gb):
-        rows.append(dict(comparison=comparison, a=key_a, b=key_b) | _paired(ga, gb))
+    def add(k: dict, kind: str, a_name: str, ga: pd.DataFrame, b_name: str, gb: pd.DataFrame) -> None:
+        rows.append(k | dict(kind=kind, a=a_name, b=b_name) | _paired(ga, gb))
 
     for key, g in idx.items():
-        model, trainable, domain, key_mode, split, seed = key
-        if key_mode == "per-image":
-            other = idx.get((model, trainable, domain, "shared", split, seed))
+        k = dict(zip(GROUP + ["seed"], key))
+        if k["key_mode"] == "per-image":
+            other = idx.get(tuple((k | {"key_mode": "shared"})[c] for c in GROUP + ["seed"]))
             if other is not None:
-                add(f"{model} {trainable} {domain} ({split}, seed {seed}): shared vs per-image keys",
-                    "shared", other, "per-image", g)
-        if trainable == "all":
-            other = idx.get((model, "head", domain, key_mode, split, seed))
-            if other is not None:
-                add(f"{model} {domain} {key_mode} ({split}, seed {seed}): end-to-end vs head-only",
-                    "end-to-end", g, "head-only", other)
+                add(k, "key mode", "shared", other, "per-image", g)
+        if k["trainable"] == "all":  # the head-only run of the same model, domain, key, split and seed
+            heads = [v for kk, v in idx.items() if dict(zip(GROUP + ["seed"], kk)) | {"image_size": 0}
+                     == k | {"trainable": "head", "image_size": 0}]
+            if heads:
+                add(k, "training", "end-to-end", g, "head-only", heads[0])
     for key, g in preds.groupby(GROUP + ["seed"]):
+        k = dict(zip(GROUP + ["seed"], key))
         base = g[g.variant == "fp32"]
         for variant, gv in g[g.variant != "fp32"].groupby("variant"):
-            label = " ".join(str(x) for x in key[:5])
-            add(f"{label} (seed {key[5]}): {variant} vs fp32", variant, gv, "fp32", base)
+            add(k, "variant", variant, gv, "fp32", base)
     return pd.DataFrame(rows).assign(source="ours")
 
 
@@ -324,3 +333,38 @@ def aggregate(points_dir: str | Path, expected_images: int | None = None) -> dic
     if len(retr):
         out["retrieval"] = retrieval_table(retr)
     return out
+
+
+# --------------------------------------------------------------------------- the real radiograph check set
+
+def checkset_predictions(profile: str, model: str, trained_on: str = "default", seed: int = 0) -> pd.DataFrame:
+    """A head-only model of the classification profile trained on ``trained_on`` (plaintext, its
+    train split) classifies every real radiograph of the check set. One row per image: model,
+    trained_on, id, label, predicted, correct."""
+    cfg = config_for(profile, model, data=trained_on, domains=("plain",), trainable="head", seed=seed,
+                     test_per_class=None)
+    train_ds = cbir_data.open_dataset(trained_on, seed=seed)
+    fitted = train.run_domain(cfg, train_ds, "plain", progress=False, keep_model=True)
+    check = cbir_data.open_dataset("checkset")
+    images, _, ids = check.load("test", cfg.image_size)
+    labels = check.table.set_index("path").loc[ids, "label"].tolist()
+    with torch.no_grad():
+        logits = fitted.extras["head"](fitted.feature_model(images))
+    predicted = [train_ds.classes[i] for i in logits.argmax(1).tolist()]
+    return pd.DataFrame(dict(model=model, trained_on=trained_on, id=ids, label=labels, predicted=predicted,
+                             correct=[p == t for p, t in zip(predicted, labels)], image_size=cfg.image_size,
+                             source="ours"))
+
+
+def checkset_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy on the check set per model, training data and class (and all), with n and the
+    Wilson interval."""
+    rows = []
+    for (model, trained_on), g in predictions.groupby(["model", "trained_on"], sort=False):
+        for label, gl in [("all", g), *g.groupby("label")]:
+            k, n = int(gl.correct.sum()), len(gl)
+            lo, hi = stats.wilson(k, n)
+            rows.append(dict(model=model, trained_on=trained_on, label=label, n=n, k=k, value=k / n, ci_low=lo,
+                             ci_high=hi, most_predicted=gl.predicted.value_counts().idxmax(), metric="accuracy",
+                             source="ours"))
+    return pd.DataFrame(rows)

@@ -119,7 +119,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     from . import imagefiles, keys
 
     results = imagefiles.encrypt_path(args.input, args.output, keys.load(args.key),
-                                      pad="pad" if args.pad else "error")
+                                      pad="pad" if args.pad else "error", progress=sys.stderr.isatty())
     print(f"encrypted {len(results)} image(s) -> {args.output}")
     return 0
 
@@ -135,12 +135,14 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
 def _cmd_index(args: argparse.Namespace) -> int:
     from . import features, imagefiles, models, retrieval
 
-    database = imagefiles.load_encrypted(args.encrypted)
+    files = imagefiles.encrypted_files(args.encrypted)
     if args.model_file:
         psi = features.FeatureModel.load(args.model_file)
     else:
         psi = features.FeatureModel(models.build_model(args.model, 3, args.weights, args.image_size), "pooled")
-    server = retrieval.CloudServer.create(args.store, database, psi, args.metric, args.index)
+    server = retrieval.CloudServer.create_from_chunks(args.store, imagefiles.iter_encrypted(args.encrypted, args.chunk),
+                                                      len(files), psi, args.metric, args.index,
+                                                      progress=sys.stderr.isatty())
     print(f"server store {args.store}: {len(server)} ciphertexts, features {server.features.shape[1]}-d "
           f"({psi.meta['architecture']}, {psi.meta['layer']}), metric {args.metric}, index {args.index}")
     return 0
@@ -160,7 +162,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     owner = retrieval.DataOwner(owner_key)
     owner.register(server.ids)  # the owner's database is what it uploaded to this store
     released = owner.release_keys(result.ids, requester=f"cbir query {Path(args.image).name}")
-    decrypted = user.decrypt_results(server.fetch(result.ids), released)
+    decrypted = user.decrypt_results(server.fetch(result.ids), released)  # checks every key first
     out = Path(args.out)
     for rank, (i, img, d) in enumerate(zip(result.ids, decrypted, result.distances), 1):
         target = out / f"{rank:02d}_{Path(i).stem}.png"
@@ -263,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-file", default=None, help="a feature model exported by the data owner (FeatureModel.save)")
     p.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
     p.add_argument("--index", default="auto", choices=["auto", "exact", "faiss", "faiss-ivf"])
+    p.add_argument("--chunk", type=int, default=256, help="ciphertexts read and featurised at a time (bounds memory)")
     p.set_defaults(func=_cmd_index)
     p = sub.add_parser("query", help="user side: encrypt a query, search, get the keys, decrypt the top k")
     p.add_argument("store", help="store folder built by `cbir index`")

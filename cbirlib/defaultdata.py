@@ -129,6 +129,8 @@ def balance(table: pd.DataFrame, max_per_class: int | None, ratio=splits.PAPER_R
     keep = []
     for k, split in enumerate(splits.SPLITS):
         part = table[table.split == split]
+        if part.empty:
+            continue
         n = int(part.groupby("label").size().min())
         if max_per_class is not None:
             n = min(n, max(1, round(max_per_class * ratio[k] / sum(ratio))))

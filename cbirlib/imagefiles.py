@@ -4,6 +4,11 @@ An encrypted PNG carries, in its ``cbirlib-mtce`` text chunk, what decryption ne
 key: the cipher parameters, the image id (for per-image keys), the original size and mode, and
 the fingerprint of the key that encrypted it (so a wrong key is a clear error, not noise).
 Grey images stay grey (one channel); every other mode is converted to RGB (alpha is dropped).
+
+Every file is written atomically (a temporary name, then renamed), so an interrupted folder run
+leaves only whole files; running it again skips the files already encrypted under the same key
+(``resume``) and never writes over an input: the output folder may not be, or lie inside, the input
+folder, and no output may have an input's path.
 """
 
 from __future__ import annotations
@@ -82,22 +87,54 @@ def _target(src: Path, dst: Path, file: Path, single: bool) -> Path:
     return (dst / file.relative_to(src)).with_suffix(".png")
 
 
-def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error") -> list[FileResult]:
-    """Encrypt an image file, or every image under a folder (ids = relative paths), to PNGs."""
+def _check_not_over_inputs(src: Path, dst: Path, pairs: list[tuple[Path, str]], single: bool) -> None:
+    s, d = src.resolve(), dst.resolve()
+    if not single and (d == s or s in d.parents):
+        raise ImageFileError(f"the output folder {dst} is inside the input folder {src}: choose a folder outside it")
+    inputs = {f.resolve() for f, _ in pairs}
+    clash = [t for f, _ in pairs if (t := _target(src, dst, f, single).resolve()) in inputs]
+    if clash:
+        raise ImageFileError(f"writing {clash[0]} would overwrite an input; choose another output")
+
+
+def _already_done(target: Path, image_id: str, key: Key) -> bool:
+    """Whether ``target`` is already this image encrypted under this key (an earlier, interrupted run)."""
+    if not target.exists():
+        return False
+    try:
+        meta = read_metadata(target)
+    except ImageFileError:
+        return False
+    return meta["image_id"] == image_id and meta["key_fingerprint"] == key.fingerprint() and meta["params"] == key.params
+
+
+def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error", resume: bool = True,
+                 progress: bool = False) -> list[FileResult]:
+    """Encrypt an image file, or every image under a folder (ids = relative paths), to PNGs,
+    streaming one file at a time. With ``resume``, outputs already encrypted under this key by an
+    earlier run are kept as they are."""
+    if not isinstance(key, Key):
+        raise KeyUsageError(f"expected a cbirlib.keys.Key, got {type(key).__name__}")
+    from tqdm.auto import tqdm
+
     src, dst = Path(src), Path(dst)
     exts = {e.lower() for e, f in Image.registered_extensions().items() if f in Image.OPEN}
     pairs = _inputs(src, exts)
+    _check_not_over_inputs(src, dst, pairs, src.is_file())
     results = []
-    for file, image_id in pairs:
-        arr, mode = read_image(file)
+    for file, image_id in tqdm(pairs, desc="encrypt", unit="image", disable=not progress):
         k = _key_for(key, image_id)
+        target = _target(src, dst, file, src.is_file())
+        if resume and _already_done(target, image_id, k):
+            results.append(FileResult(file, target, image_id))
+            continue
+        arr, mode = read_image(file)
         try:
             enc = cipher.encrypt(arr, k, pad=pad)
         except cipher.CipherInputError as e:
             raise ImageFileError(f"{file}: {e}") from e
         meta = {"version": META_VERSION, "params": k.params.record(), "image_id": image_id,
                 "size": list(arr.shape[:2]), "mode": mode, "key_fingerprint": k.fingerprint()}
-        target = _target(src, dst, file, src.is_file())
         write_png(target, enc, mode, meta)
         results.append(FileResult(file, target, image_id))
     return results
@@ -124,16 +161,24 @@ def read_metadata(path: Path) -> dict:
 
 
 def decrypt_path(src: str | Path, dst: str | Path, key: Key) -> list[FileResult]:
-    """Decrypt an encrypted PNG, or every PNG under a folder, back to the original pixels."""
+    """Decrypt an encrypted PNG, or every PNG under a folder, back to the original pixels. Every
+    file's key is checked against its recorded fingerprint before anything is written."""
+    if not isinstance(key, Key):
+        raise KeyUsageError(f"expected a cbirlib.keys.Key, got {type(key).__name__}")
     src, dst = Path(src), Path(dst)
-    results = []
-    for file, _ in _inputs(src, {".png"}):
+    pairs = _inputs(src, {".png"})
+    _check_not_over_inputs(src, dst, pairs, src.is_file())
+    plan = []
+    for file, _ in pairs:
         meta = read_metadata(file)
         if meta["params"] != key.params:
             raise KeyUsageError(f"{file} was encrypted with {meta['params']}, the key is for {key.params}")
         k = _key_for(key, meta["image_id"])
         if k.fingerprint() != meta["key_fingerprint"]:
             raise KeyUsageError(f"{file}: wrong key (fingerprint {k.fingerprint()} != {meta['key_fingerprint']})")
+        plan.append((file, meta, k))
+    results = []
+    for file, meta, k in plan:
         arr, _ = read_image(file)
         dec = cipher.decrypt(arr, k, size=tuple(meta["size"]))
         target = _target(src, dst, file, src.is_file())
@@ -142,20 +187,35 @@ def decrypt_path(src: str | Path, dst: str | Path, key: Key) -> list[FileResult]
     return results
 
 
-def load_encrypted(src: str | Path):
-    """Every MTCE PNG under ``src`` as :class:`cbirlib.retrieval.Ciphertexts` (what a server
-    receives: ciphertexts, ids, public parameters). All must share parameters and size."""
+def encrypted_files(src: str | Path) -> list[Path]:
+    """The PNG files under ``src`` (or ``src`` itself), sorted."""
+    return [f for f, _ in _inputs(Path(src), {".png"})]
+
+
+def iter_encrypted(src: str | Path, chunk: int = 256):
+    """Every MTCE PNG under ``src`` as :class:`cbirlib.retrieval.Ciphertexts` batches of at most
+    ``chunk`` images (what a server receives: ciphertexts, ids, public parameters and key
+    fingerprints). All must share parameters and size."""
     from .retrieval import Ciphertexts
 
-    src = Path(src)
-    images, ids, params, size, shape = [], [], None, None, None
-    for file, _ in _inputs(src, {".png"}):
-        meta = read_metadata(file)
-        arr, _ = read_image(file)
-        if params is None:
-            params, size, shape = meta["params"], tuple(meta["size"]), arr.shape
-        if meta["params"] != params or tuple(meta["size"]) != size or arr.shape != shape:
-            raise ImageFileError(f"{file}: parameters or size differ from the rest of {src}")
-        images.append(arr)
-        ids.append(meta["image_id"])
-    return Ciphertexts(tuple(ids), np.stack(images), params, size)
+    files = encrypted_files(src)
+    params = size = shape = None
+    for s in range(0, len(files), chunk):
+        images, ids, fps = [], [], []
+        for file in files[s:s + chunk]:
+            meta = read_metadata(file)
+            arr, _ = read_image(file)
+            if params is None:
+                params, size, shape = meta["params"], tuple(meta["size"]), arr.shape
+            if meta["params"] != params or tuple(meta["size"]) != size or arr.shape != shape:
+                raise ImageFileError(f"{file}: parameters or size differ from the rest of {src}")
+            images.append(arr)
+            ids.append(meta["image_id"])
+            fps.append(meta["key_fingerprint"])
+        yield Ciphertexts(tuple(ids), np.stack(images), params, size, tuple(fps))
+
+
+def load_encrypted(src: str | Path):
+    """Every MTCE PNG under ``src`` as one :class:`cbirlib.retrieval.Ciphertexts` (see
+    :func:`iter_encrypted`)."""
+    return next(iter_encrypted(src, chunk=1 << 30))

@@ -272,13 +272,15 @@ def _file_sha256(path: Path) -> str:
 
 # --------------------------------------------------------------------------- builders
 
-def resolve_weights(model: str, weights: str) -> str:
+def resolve_weights(model: str, weights: str, warn: bool = True) -> str:
     """The weights source ``weights`` stands for on this machine (``auto`` -> torchvision or
-    bundled, with the warning), so a run that builds a model many times warns once."""
-    return _resolve_weights(model, weights)[0]
+    bundled), so a run that builds a model many times decides once. With ``warn`` (the default)
+    a fallback to the bundled weights is a ``UserWarning``; the chapters pass ``warn=False`` and
+    say which weights ran in their tables instead."""
+    return _resolve_weights(model, weights, warn)[0]
 
 
-def _resolve_weights(model: str, weights: str) -> tuple[str, list[str]]:
+def _resolve_weights(model: str, weights: str, warn: bool = True) -> tuple[str, list[str]]:
     if weights not in WEIGHTS_CHOICES:
         raise ValueError(f"weights must be one of {WEIGHTS_CHOICES}, got {weights!r}")
     if weights != "auto":
@@ -288,7 +290,8 @@ def _resolve_weights(model: str, weights: str) -> tuple[str, list[str]]:
     msg = (f"weights='auto': torchvision's ImageNet checkpoint for {model} is not in the torch "
            f"cache ({torchvision_checkpoint(model)}); using the bundled weights instead. Results "
            f"are not comparable with the paper's torchvision weights.")
-    warnings.warn(msg, stacklevel=3)
+    if warn:
+        warnings.warn(msg, stacklevel=3)
     return "bundled", [msg]
 
 

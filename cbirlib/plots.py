@@ -310,3 +310,90 @@ def privacy_utility(frontier, attack: str = "probe_accuracy", attack_label: str 
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def radiographs(real: ImageDataset, simulated: ImageDataset | None, per_row: int = 6,
+                classes=("chest", "bone")) -> plt.Figure:
+    """Real radiographs of the check set beside simulated ones (DRRs of the default data's CTs):
+    one row per class and kind, images spread evenly, titled by their source."""
+    rows = []
+    for cls in classes:
+        for kind, ds in (("real", real), ("simulated (DRR)", simulated)):
+            if ds is None:
+                continue
+            sub = ds.table[(ds.table.label == cls) & (ds.table.simulated == (kind != "real"))]
+            if sub.empty:
+                continue
+            pick = sub.iloc[np.unique(np.linspace(0, len(sub) - 1, min(per_row, len(sub))).round().astype(int))]
+            rows.append((f"{cls}\n{kind}", [(read_rgb(ds.root / r.path, 224), str(r.volume)) for r in pick.itertuples()]))
+    fig, axes = plt.subplots(len(rows), per_row, figsize=(1.75 * per_row, 2.0 * len(rows)), squeeze=False)
+    for r, (title, items) in enumerate(rows):
+        for c in range(per_row):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(items):
+                ax.imshow(items[c][0])
+                ax.set_title(items[c][1].replace("xray_", "").replace("_", " ")[:22], fontsize=8)
+            else:
+                ax.set_axis_off()
+        axes[r, 0].set_ylabel(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+_SERIES = (("all", "per-image", "end-to-end, key per image", "o", "-"),
+           ("all", "shared", "end-to-end, shared key", "s", "-"),
+           ("head", "per-image", "head-only, key per image", "o", "--"),
+           ("head", "shared", "head-only, shared key", "s", "--"))
+
+
+def sweep_accuracy(view, title: str = "") -> plt.Figure:
+    """Accuracy over every image with 95% intervals per domain, one panel per model: the trained
+    networks (end-to-end and head-only, per key mode), the ciphertext-statistics probe (grey) and
+    the paper's accuracy (black stars). Plaintext has no key, so its point appears under both key
+    modes. The y axis starts at 0; the dotted line is chance (3 balanced classes)."""
+    domains = [d for d in ("plaintext", "MTCE 8-px blocks", "MTCE 1-px blocks") if d in set(view.domain)]
+    labels = {"plaintext": "plaintext", "MTCE 8-px blocks": "8-px blocks", "MTCE 1-px blocks": "1-px blocks"}
+    model_names = list(dict.fromkeys(view.model))
+    fig, axes = plt.subplots(1, len(model_names), figsize=(4.6 * len(model_names), 3.6), squeeze=False, sharey=True)
+    width = 0.8 / (len(_SERIES) + 1)
+    for ax, model in zip(axes[0], model_names):
+        g = view[view.model == model]
+        for s, (trainable, key, label, marker, style) in enumerate(_SERIES):
+            xs, ys, lo, hi = [], [], [], []
+            for i, d in enumerate(domains):
+                r = g[(g.trainable == trainable) & (g.domain == d) & (g.key_mode.isin([key, "none"]))]
+                if len(r):
+                    r = r.iloc[0]
+                    xs.append(i + (s - len(_SERIES) / 2) * width)
+                    ys.append(r.value)
+                    lo.append(r.value - r.ci_low)
+                    hi.append(r.ci_high - r.value)
+            if xs:
+                ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker, linestyle=style, capsize=2, markersize=4,
+                            linewidth=1, label=label)
+        probe = g[(g.trainable == "head") & (g.key_mode.isin(["per-image", "none"]))]
+        px = [i + (len(_SERIES) / 2) * width for i, d in enumerate(domains) if d in set(probe.domain)]
+        pr = [probe[probe.domain == d].iloc[0] for d in domains if d in set(probe.domain)]
+        if pr:
+            ax.errorbar(px, [r.value_probe for r in pr], yerr=[[r.value_probe - r.ci_low_probe for r in pr],
+                                                               [r.ci_high_probe - r.value_probe for r in pr]],
+                        fmt="D", color="grey", capsize=2, markersize=4, label="ciphertext-statistics probe")
+        paper_pts = [(i, g[g.domain == d].paper.dropna().iloc[0]) for i, d in enumerate(domains)
+                     if len(g[g.domain == d].paper.dropna())]
+        if paper_pts:
+            ax.scatter([p[0] for p in paper_pts], [p[1] for p in paper_pts], marker="*", s=90, color="black",
+                       zorder=5, label="paper")
+        ax.axhline(1 / 3, color="grey", linestyle=":", linewidth=1)
+        ax.set_xticks(range(len(domains)), [labels[d] for d in domains], fontsize=9)
+        ax.set_title({"vit": "ViT-S/14", "vgg16": "VGG-16"}.get(model, model), fontsize=10)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=9)
+    axes[0, 0].set_ylabel("accuracy over every image (95% CI)", fontsize=9)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig

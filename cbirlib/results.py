@@ -49,13 +49,20 @@ def write_table(table: pd.DataFrame, notebook: str, name: str, parameters: dict,
     out = results_root(results_dir) / notebook
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"{name}.csv"
-    table.to_csv(csv, index=False, lineterminator="\n")
+    _atomic_write(csv, table.to_csv(index=False, lineterminator="\n"))
     prov_path = out / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
     prov["environment"] = provenance.environment()
     prov.setdefault("tables", {})[name] = {"csv": csv.name, "parameters": parameters, **records}
-    prov_path.write_text(json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
+    _atomic_write(prov_path, json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n")
     return csv
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def side_by_side(tidy: pd.DataFrame, index: list[str], value: str) -> pd.DataFrame:
@@ -79,3 +86,9 @@ def read_table(notebook: str, name: str, results_dir: str | Path | None = None) 
     """A results CSV if it exists (e.g. a GPU run's), else None."""
     path = results_root(results_dir) / notebook / f"{name}.csv"
     return pd.read_csv(path) if path.exists() else None
+
+
+def read_provenance(notebook: str, results_dir: str | Path | None = None) -> dict:
+    """``<notebook>/provenance.json`` as a dict ({} when absent)."""
+    path = results_root(results_dir) / notebook / "provenance.json"
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -8,12 +8,25 @@
   store has no place for either.
 - :class:`QueryUser` encrypts a query with its own key, asks the server, fetches the keys of the
   returned ids from the owner and decrypts the results.
+
+Keys meet ciphertexts only where they are checked: the server's store records each image's key
+*fingerprint* (an HMAC of a constant under the key: public, useless for decryption), and a
+released key whose fingerprint differs (the wrong owner key, a key for another image) is an
+error naming the image before anything is decrypted or written.
+
+A store is written atomically: into a temporary folder beside it, the manifest last, then renamed
+into place, so an interrupted ``create`` leaves no store at all, never a half-written one; an
+existing store is never overwritten. Stores are read with memory-mapped images, so queries and
+fetches on large stores stay within bounded memory; :meth:`CloudServer.create_from_chunks` builds
+one from batches (e.g. ``imagefiles.iter_encrypted``) without holding every ciphertext at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +57,15 @@ class Ciphertexts:
     images: np.ndarray  # (N, H, W, C) uint8 ciphertexts
     params: CipherParams
     size: tuple[int, int]  # original (H, W) before padding
+    fingerprints: tuple[str, ...] | None = None  # public fingerprint of each image's key, when known
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, np.ndarray) or self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise RetrievalError("ciphertexts must be a uint8 array (N, H, W, C)")
         if len(self.ids) != len(self.images):
             raise RetrievalError(f"{len(self.ids)} ids for {len(self.images)} images")
+        if self.fingerprints is not None and len(self.fingerprints) != len(self.ids):
+            raise RetrievalError(f"{len(self.fingerprints)} key fingerprints for {len(self.ids)} images")
 
 
 # --------------------------------------------------------------------------- indexes
@@ -164,9 +180,10 @@ class DataOwner:
         ids = tuple(ids)
         if len(set(ids)) != len(ids):
             raise RetrievalError("image ids must be unique")
-        enc = cipher.encrypt_with_ids(images, list(ids), self._master, pad="pad")
+        keys = [self._master.for_image(i) for i in ids]
+        enc = cipher.encrypt(images, keys, pad="pad")
         self._ids |= set(ids)
-        return Ciphertexts(ids, enc, self.params, tuple(images.shape[1:3]))
+        return Ciphertexts(ids, enc, self.params, tuple(images.shape[1:3]), tuple(k.fingerprint() for k in keys))
 
     def register(self, ids: Sequence[str]) -> None:
         """Ids this owner uploaded earlier (e.g. reopening a store it built): keys for them may
@@ -198,6 +215,7 @@ class CloudServer:
         self.model, self.params, self.size, self.metric = model, params, size, metric
         self.index = make_index(features, metric, index_kind)
         self._pos = {i: n for n, i in enumerate(ids)}
+        self.fingerprints: list[str | None] | None = None  # per id, public; set by open()
 
     @classmethod
     def create(cls, root: str | Path, database: Ciphertexts, model: FeatureModel,
@@ -206,23 +224,75 @@ class CloudServer:
         if not isinstance(database, Ciphertexts):
             raise TypeError("the server accepts only Ciphertexts (encrypted images), not "
                             f"{type(database).__name__}")
+        return cls.create_from_chunks(root, [database], len(database.ids), model, metric, index_kind)
+
+    @classmethod
+    def create_from_chunks(cls, root: str | Path, chunks, total: int, model: FeatureModel,
+                           metric: str = "euclidean", index_kind: str = "auto", progress: bool = False
+                           ) -> "CloudServer":
+        """Build a store from an iterable of :class:`Ciphertexts` batches (``total`` images in all,
+        same parameters and size): each batch is written into a memory-mapped array and its
+        features extracted, so memory stays bounded by one batch. Atomic (see the module docstring)."""
         if not isinstance(model, FeatureModel):
             raise TypeError(f"the server's model must be a FeatureModel, got {type(model).__name__}")
-        if len(database.ids) == 0:
-            raise RetrievalError("empty database")
+        if total <= 0:
+            raise RetrievalError("empty database: there are no ciphertexts to store")
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
-        features = model(database.images).numpy().astype(np.float32)
-        np.save(root / "images.npy", database.images)
-        np.save(root / "features.npy", features)
-        model.save(root / "model.pt")
-        manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "ids": list(database.ids),
-                    "params": database.params.record(), "size": list(database.size), "metric": metric,
-                    "index": index_kind, "model": model.meta,
-                    "sha256": {f: _sha256(root / f) for f in ("images.npy", "features.npy", "model.pt")}}
-        (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        return cls(root, list(database.ids), database.images, features, model, database.params,
-                   tuple(database.size), metric, index_kind)
+        if root.exists():
+            raise RetrievalError(f"{root} already exists: a server store is never overwritten; remove it or "
+                                 "choose another folder")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(root)
+        tmp = root.parent / f".{root.name}.building-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            from tqdm.auto import tqdm
+
+            images = ids = fps = params = size = None
+            feats, pos = [], 0
+            with tqdm(total=total, desc="index", unit="image", disable=not progress) as bar:
+                for chunk in chunks:
+                    if not isinstance(chunk, Ciphertexts):
+                        raise TypeError(f"the server accepts only Ciphertexts, not {type(chunk).__name__}")
+                    if images is None:
+                        params, size = chunk.params, chunk.size
+                        images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8,
+                                                           (total, *chunk.images.shape[1:]))
+                        ids, fps = [], []
+                    if chunk.params != params or chunk.size != size or chunk.images.shape[1:] != images.shape[1:]:
+                        raise RetrievalError("every batch of a store needs the same cipher parameters and size")
+                    if pos + len(chunk.ids) > total:
+                        raise RetrievalError(f"more than the announced {total} images")
+                    images[pos:pos + len(chunk.ids)] = chunk.images
+                    feats.append(model(chunk.images).numpy().astype(np.float32))
+                    ids += list(chunk.ids)
+                    fps += list(chunk.fingerprints) if chunk.fingerprints is not None else [None] * len(chunk.ids)
+                    pos += len(chunk.ids)
+                    bar.update(len(chunk.ids))
+            if images is None or pos != total:
+                raise RetrievalError(f"{pos} images arrived, {total} were announced")
+            if len(set(ids)) != len(ids):
+                raise RetrievalError("image ids must be unique")
+            images.flush()
+            del images
+            features = np.concatenate(feats)
+            np.save(tmp / "features.npy", features)
+            model.save(tmp / "model.pt")
+            manifest = {"format": STORE_FORMAT, "version": STORE_VERSION, "ids": ids,
+                        "key_fingerprints": fps if any(f is not None for f in fps) else None,
+                        "params": params.record(), "size": list(size), "metric": metric, "index": index_kind,
+                        "model": model.meta,
+                        "sha256": {f: _sha256(tmp / f) for f in ("images.npy", "features.npy", "model.pt")}}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")  # last
+            try:
+                os.rename(tmp, root)
+            except OSError:
+                raise RetrievalError(f"{root} appeared while this store was being built (another index?); "
+                                     "it was left as it is") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return cls.open(root)
 
     @classmethod
     def open(cls, root: str | Path) -> "CloudServer":
@@ -240,13 +310,15 @@ class CloudServer:
             path = root / name
             if not path.exists() or _sha256(path) != digest:
                 raise RetrievalError(f"{path} is missing or damaged (sha256 mismatch); rebuild the store")
-        images = np.load(root / "images.npy")
+        images = np.load(root / "images.npy", mmap_mode="r")
         features = np.load(root / "features.npy")
         if len(images) != len(manifest["ids"]) or len(features) != len(manifest["ids"]):
             raise RetrievalError(f"{root}: the store's files disagree on the number of images")
         model = FeatureModel.load(root / "model.pt")
-        return cls(root, manifest["ids"], images, features, model, CipherParams(**manifest["params"]),
-                   tuple(manifest["size"]), manifest["metric"], manifest["index"])
+        server = cls(root, manifest["ids"], images, features, model, CipherParams(**manifest["params"]),
+                     tuple(manifest["size"]), manifest["metric"], manifest["index"])
+        server.fingerprints = manifest.get("key_fingerprints")
+        return server
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -271,7 +343,9 @@ class CloudServer:
         missing = [i for i in ids if i not in self._pos]
         if missing:
             raise RetrievalError(f"unknown image id(s): {missing[:5]}")
-        return Ciphertexts(tuple(ids), self.images[[self._pos[i] for i in ids]], self.params, self.size)
+        rows = [self._pos[i] for i in ids]
+        fps = None if self.fingerprints is None else tuple(self.fingerprints[r] for r in rows)
+        return Ciphertexts(tuple(ids), np.asarray(self.images[rows]), self.params, self.size, fps)
 
 
 class QueryUser:
@@ -292,16 +366,33 @@ class QueryUser:
 
     @staticmethod
     def decrypt_results(results: Ciphertexts, keys: dict[str, Key]) -> np.ndarray:
-        """Decrypt fetched ciphertexts with the released keys; a missing or wrong key is an error."""
-        out = []
-        for i, img in zip(results.ids, results.images):
+        """Decrypt fetched ciphertexts with the released keys. Every key is checked first — a
+        missing key, a key of another image, or a key whose fingerprint differs from the one the
+        store recorded (the wrong owner key) is an error naming the image — and nothing is
+        decrypted unless all pass."""
+        checked = []
+        for n, i in enumerate(results.ids):
             key = keys.get(i)
-            if key is None:
-                raise RetrievalError(f"no key released for {i!r}")
+            if not isinstance(key, Key):
+                raise RetrievalError(f"no key released for {i!r}" if key is None else
+                                     f"the key released for {i!r} is a {type(key).__name__}, not a Key")
             if key.image_id not in (None, i):
                 raise RetrievalError(f"the key for {key.image_id!r} cannot decrypt {i!r}")
-            out.append(cipher.decrypt(img, key, size=results.size))
-        return np.stack(out)
+            recorded = None if results.fingerprints is None else results.fingerprints[n]
+            if recorded is not None and key.fingerprint() != recorded:
+                raise RetrievalError(f"the key released for {i!r} is not the key that encrypted it (fingerprint "
+                                     f"{key.fingerprint()}, the store records {recorded}): is this the data "
+                                     "owner's key?")
+            checked.append(key)
+        return np.stack([cipher.decrypt(img, key, size=results.size) for img, key in zip(results.images, checked)])
+
+
+def _remove_stale_builds(root: Path) -> None:
+    """Temporary folders of builds of ``root`` whose process is gone (a killed ``index``)."""
+    for stale in root.parent.glob(f".{root.name}.building-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:

@@ -143,7 +143,7 @@ def config_for(profile: str, model: str, **overrides) -> ExperimentConfig:
     base = {k: p[k] for k in ("image_size", "trainable", "epochs", "batch_size", "lr", "train_per_class",
                               "val_per_class", "test_per_class")}
     chosen = base | {k: v for k, v in overrides.items() if v is not None}
-    chosen["weights"] = models.resolve_weights(model, chosen.get("weights", "auto"))  # warns once for auto
+    chosen["weights"] = models.resolve_weights(model, chosen.get("weights", "auto"), warn=False)
     return ExperimentConfig(model=model, profile=profile, domains=("plain",), **chosen)
 
 

@@ -20,7 +20,7 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of ``k`` successes in ``n`` trials (NaN, NaN when n = 0).
 
     >>> [round(x, 3) for x in wilson(48, 72)]
-    [0.552, 0.764]
+    [0.552, 0.765]
     """
     k, n = int(k), int(n)
     if n == 0:
@@ -74,3 +74,14 @@ def verdict(paper: float, low: float, high: float, comparable: bool = True) -> s
     if np.isnan(low) or np.isnan(high):
         return "no interval"
     return "reproduced" if low <= paper <= high else "differs"
+
+
+def best_case_mcnemar(k_a: int, k_b: int, n: int) -> float:
+    """The smallest exact McNemar p-value two classifiers with ``k_a`` and ``k_b`` correct of the
+    same ``n`` images can have: every discordant image favours the better one, so the discordant
+    count is |k_a - k_b|. When even this is above 0.05 the two accuracies cannot differ
+    significantly, whatever their per-image predictions."""
+    d = abs(int(k_a) - int(k_b))
+    if d > n:
+        raise ValueError("more discordant images than images")
+    return 1.0 if d == 0 else float(sps.binomtest(d, d, 0.5).pvalue)

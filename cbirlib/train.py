@@ -473,7 +473,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
     start = time.perf_counter()
     requested = cfg.weights
-    cfg = replace(cfg, weights=models.resolve_weights(cfg.model, cfg.weights))  # warns once for auto
+    cfg = replace(cfg, weights=models.resolve_weights(cfg.model, cfg.weights, warn=False))
     results = [run_domain(cfg, dataset, d, progress) for d in cfg.domains]
     prov = {"config": cfg.record() | {"weights_requested": requested}, "differences_from_paper": cfg.differences_from_paper(),
             "dataset": cbir_data.dataset_record(dataset), "weights": results[0].weights,

@@ -35,6 +35,7 @@ its ``key_mode: shared`` copies are dropped.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -166,12 +167,19 @@ def sweep_names() -> list[str]:
 
 
 def load_sweep(name_or_path: str | Path) -> Sweep:
-    """Read a sweep file (by name in ``workflow/sweeps/`` or by path) and expand its grid into points."""
+    """Read a sweep file (by name in ``workflow/sweeps/`` or by path) and expand its grid into points
+    (memoized while the file is unchanged: Snakemake asks once per job and resource)."""
     path = Path(name_or_path)
     if not path.suffix:
         path = sweeps_dir() / f"{name_or_path}.yaml"
     if not path.exists():
         raise WorkflowError(f"no sweep {name_or_path!r}: {path} does not exist; sweeps: {', '.join(sweep_names())}")
+    return _load_sweep(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_sweep(path_str: str, _mtime_ns: int) -> Sweep:
+    path = Path(path_str)
     try:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cbirlib import data
+from cbirlib import data, defaultdata, splits
 from cbirlib.data import DatasetError
 
 
@@ -16,7 +16,7 @@ from cbirlib.data import DatasetError
 @settings(max_examples=200, deadline=None)
 def test_slab_split_keeps_gap_and_contiguity(n, step, gap):
     pos = np.arange(n) * step
-    labels = data.slab_split(pos, gap)
+    labels = splits.slab_split(pos, gap)
     assert labels.shape == (n,)
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         pa, pb = pos[labels == a], pos[labels == b]
@@ -31,20 +31,20 @@ def test_slab_split_keeps_gap_and_contiguity(n, step, gap):
 
 def test_slab_split_ratio_and_order_independence():
     pos = np.arange(120) * 2.0
-    labels = data.slab_split(pos, gap_mm=10.0)
+    labels = splits.slab_split(pos, gap_mm=10.0)
     assert (labels == "val").sum() == 10 and (labels == "test").sum() == 10
     assert (labels == "").sum() == 3 * 4  # three gaps of 4 slices at 2 mm for a 10 mm gap
     perm = np.random.default_rng(1).permutation(120)
-    assert list(data.slab_split(pos[perm], 10.0)) == list(labels[perm])
+    assert list(splits.slab_split(pos[perm], 10.0)) == list(labels[perm])
 
 
 def test_slab_split_short_stack_goes_to_train():
-    assert set(data.slab_split(np.arange(5) * 2.0, 10.0)) == {"train"}
+    assert set(splits.slab_split(np.arange(5) * 2.0, 10.0)) == {"train"}
 
 
 @given(n=st.integers(1, 500), k=st.integers(0, 500))
 def test_even_subsample_distinct_sorted(n, k):
-    idx = data._even_subsample(n, k)
+    idx = splits.even_subsample(n, k)
     assert len(idx) == min(n, k)
     assert np.all(np.diff(idx) > 0)
     assert idx.size == 0 or (idx[0] >= 0 and idx[-1] < n)
@@ -52,9 +52,9 @@ def test_even_subsample_distinct_sorted(n, k):
 
 def test_stratified_split_seeded_and_in_ratio():
     labels = ["a"] * 120 + ["b"] * 12 + ["c"] * 3
-    s1 = data.stratified_split(labels, seed=3)
-    assert list(s1) == list(data.stratified_split(labels, seed=3))
-    assert list(s1) != list(data.stratified_split(labels, seed=4))
+    s1 = splits.stratified_split(labels, seed=3)
+    assert list(s1) == list(splits.stratified_split(labels, seed=3))
+    assert list(s1) != list(splits.stratified_split(labels, seed=4))
     t = pd.DataFrame({"label": labels, "split": s1}).groupby(["label", "split"]).size()
     assert t["a", "val"] == 10 and t["a", "test"] == 10 and t["a", "train"] == 100
     assert t["c", "val"] == 1 and t["c", "test"] == 1
@@ -169,14 +169,19 @@ def test_open_dataset_folder(image_folder):
 def test_default_dataset_acceptance(default_dataset):
     ds = default_dataset
     t = ds.table
-    assert set(data.MANIFEST_COLUMNS) <= set(t.columns)
+    assert set(defaultdata.MANIFEST_COLUMNS) <= set(t.columns)
     assert ds.classes == ["bone", "brain", "chest"]
     per_class = t.groupby("label").size()
     assert (per_class >= 200).all(), per_class
+    patients = t.groupby("label").patient.nunique()
+    assert patients["chest"] >= 3 and patients["brain"] >= 3 and patients["bone"] >= 2, patients
+    # within a class the images are shared out between its patients: no volume has more than twice
+    # the images of another unless it ran out of slices
+    assert set(t.licence) and t.licence.notna().all()
     counts = ds.counts()
     assert (counts.nunique(axis=0) == 1).all(), "classes are balanced in every split"
     gap = ds.provenance["config"]["gap_mm"]
-    assert data.min_cross_split_distance(t) >= gap
+    assert splits.min_cross_split_distance(t) >= gap
     assert t.path.is_unique
     # the files are the ones the manifest describes
     from cbirlib.assets import sha256_file
@@ -188,11 +193,57 @@ def test_default_dataset_acceptance(default_dataset):
 
 
 def test_default_dataset_build_is_deterministic(default_dataset, tmp_path):
-    manifest = data.build_default_dataset(out_dir=tmp_path / "again", progress=False)
+    manifest = defaultdata.build_default_dataset(out_dir=tmp_path / "again", progress=False)
     assert manifest.read_bytes() == (default_dataset.root / "manifest.csv").read_bytes()
     info = json.loads((manifest.parent / "dataset.json").read_text())
     assert info["config_key"] == default_dataset.provenance["config_key"]
     # reuse: a second call with nothing changed rebuilds nothing
     mtime = manifest.stat().st_mtime_ns
-    data.build_default_dataset(out_dir=tmp_path / "again", progress=False)
+    defaultdata.build_default_dataset(out_dir=tmp_path / "again", progress=False)
     assert manifest.stat().st_mtime_ns == mtime
+
+
+def test_checkset_is_real_radiographs_only_for_testing():
+    from cbirlib import paths
+
+    if not (paths.data_dir() / "checkset" / "manifest.csv").exists():
+        pytest.skip("check set not built: make data")
+    ds = data.open_dataset("checkset")
+    t = ds.table
+    assert set(t.split) == {"test"} and not t.simulated.any()
+    assert set(t.label) == {"bone", "chest"} and (t.label == "chest").sum() >= 16
+    assert t.licence.notna().all()
+    images, _, _ = ds.load("test", image_size=64)
+    assert images.shape[1:] == (64, 64, 3)
+
+
+def test_with_split_replaces_roles_and_drops_empty(image_folder):
+    ds = data.load_image_folder(image_folder)
+    roles = np.array(["train", "val", "test", ""] * 4 + ["train", "train"], dtype=object)
+    ds2 = ds.with_split(roles, "by hand")
+    assert len(ds2.table) == 18 - 4 and ds2.classes == ds.classes and ds2.provenance["split"] == "by hand"
+    with pytest.raises(DatasetError, match="unknown split names"):
+        ds.with_split(np.array(["holdout"] * 18, dtype=object), "x")
+    with pytest.raises(DatasetError, match="roles for"):
+        ds.with_split(roles[:3], "x")
+
+
+# --------------------------------------------------------------------------- balancing between patients
+
+def test_water_fill_shares_evenly_and_respects_sizes():
+    q = defaultdata._water_fill(np.array([100, 5, 40, 40]), 60)
+    assert q.sum() == 60 and q[1] == 5 and (q <= [100, 5, 40, 40]).all()
+    assert abs(q[0] - q[2]) <= 1 and abs(q[2] - q[3]) <= 1
+    assert defaultdata._water_fill(np.array([3, 4]), 100).tolist() == [3, 4]
+
+
+def test_balance_equal_classes_and_cap():
+    rows = []
+    for label, vols in (("a", {"v1": 50, "v2": 10}), ("b", {"w1": 30, "w2": 30, "w3": 30})):
+        for v, n in vols.items():
+            rows += [dict(label=label, volume=v, plane="axial", index=i, split="train") for i in range(n)]
+    t = defaultdata.balance(pd.DataFrame(rows).assign(split="train"), max_per_class=None, ratio=(1, 0, 0))
+    per = t.groupby("label").size()
+    assert per["a"] == per["b"] == 60
+    per_vol = t[t.label == "b"].groupby("volume").size()
+    assert (per_vol == 20).all()

@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
+from dataclasses import replace
+
 from cbirlib import cipher, data, evaluate, train
 from cbirlib.train import Domain, ExperimentConfig, ExperimentError
 
@@ -84,13 +86,13 @@ def test_encrypted_domain_feeds_encrypted_images(toy_folder, monkeypatch):
     assert np.array_equal(splits["train"].images, expected)
     assert not np.array_equal(splits["train"].images, plain)
     seen = []
-    original = train._features
+    original = train.features.extract
 
-    def spy(bundle, images, *a, **k):
+    def spy(bundle, images, **k):
         seen.append(images)
-        return original(bundle, images, *a, **k)
+        return original(bundle, images, **k)
 
-    monkeypatch.setattr(train, "_features", spy)
+    monkeypatch.setattr(train.features, "extract", spy)
     train.run_domain(cfg, ds, 4, progress=False, cache_features=False)
     assert any(np.array_equal(x, expected) for x in seen)
 
@@ -149,3 +151,40 @@ def test_model_specific_sizes(toy_folder):
         toy_config(toy_folder, model="vit", image_size=32)
     with pytest.raises(ExperimentError, match=">= 32"):
         toy_config(toy_folder, image_size=28, domains=("plain",))
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(module.parameters(), lr=0.0)  # nothing changes: validation never improves
+    x, y = torch.randn(8, 2), torch.tensor([0, 1] * 4)
+    out = train.fit(module, opt, lambda idx: torch.nn.functional.cross_entropy(module(x[idx]), y[idx]), 8, 4,
+                    lambda: module(x).argmax(1).numpy(), y.numpy(), epochs=20, seed=0, patience=3)
+    assert out.stopped_early and len(out.history) == 4 and out.best_epoch == 1
+
+
+def test_fold_split_tests_every_image_once(toy_folder):
+    cfg = toy_config(toy_folder, split="kfold", folds=3, epochs=5)
+    ds = data.open_dataset(str(toy_folder))
+    tested = []
+    for f in range(3):
+        r = train.run_domain(replace(cfg, fold=f), ds, "plain", progress=False)
+        tested += r.test_ids
+    assert sorted(tested) == sorted(ds.table.path)
+    with pytest.raises(ExperimentError, match="fold must be"):
+        toy_config(toy_folder, split="kfold", folds=3, fold=3)
+    with pytest.raises(ExperimentError, match="volume column"):
+        train.fold_dataset(toy_config(toy_folder, split="volume"), ds)
+
+
+def test_end_to_end_uses_a_lower_rate_for_pretrained_layers(toy_folder):
+    bundle = train.models.build_model("vgg16", 3, "none", 32)
+    groups = train.parameter_groups(bundle.model, 1e-3, 1e-5)
+    assert [g["lr"] for g in groups] == [1e-5, 1e-3]
+    n_head = sum(p.numel() for p in groups[1]["params"])
+    assert n_head == sum(p.numel() for p in bundle.model.classifier.parameters())
+    cfg = toy_config(toy_folder, trainable="all", epochs=3, patience=1, backbone_lr=1e-5, lr=1e-4)
+    assert any("learning rate 1e-05" in d for d in cfg.differences_from_paper())
+    assert any("early stopping" in d for d in cfg.differences_from_paper())

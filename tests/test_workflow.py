@@ -229,3 +229,32 @@ def test_tiny_sweep_runs_resumes_after_a_kill_and_tests_every_image_once(scratch
     assert ((fp32.ci_low <= fp32.value) & (fp32.value <= fp32.ci_high)).all()
     prov = json.loads((scratch_project / "results" / "sweeps" / "ci-tiny" / "provenance.json").read_text())
     assert prov["tables"]["accuracy"]["points_missing"] == []
+
+
+def test_touching_one_chapter_reruns_it_and_what_reads_it(tmp_path):
+    """The plan after touching notebooks/03: the retrieval chapter and the scorecard, nothing else."""
+    import shutil
+
+    project = tmp_path / "p"
+    project.mkdir()
+    shutil.copytree(ROOT / "notebooks", project / "notebooks")
+    for name in ("workflow", "cbirlib", "data", "pyproject.toml"):
+        (project / name).symlink_to(ROOT / name)
+    outputs = [project / "book" / "executed" / f"{nb}.ipynb" for nb in wf.chapters()]
+    stamps = [project / "build" / "features" / "cpu" / "default" / f"{m}_{d}.done" for m, d in wf.feature_jobs("cpu")]
+    time.sleep(0.05)
+    for f in stamps + outputs:  # a finished build: every output newer than every input
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("{}")
+        time.sleep(0.002)
+    env = os.environ | {"CBIR_HOME": str(project)}
+    nb = project / "notebooks" / "03_retrieval.ipynb"
+    time.sleep(0.05)
+    nb.touch()
+    proc = snakemake("notebooks", "--summary", "--rerun-triggers", "mtime", "--cores", "1", "--config", "profile=cpu",
+                     env=env, cwd=project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
+    header = rows[0]
+    pending = sorted(Path(r[header.index("output_file")]).stem for r in rows[1:] if r[header.index("plan")] != "no update")
+    assert pending == ["03_retrieval", "99_scorecard"], pending

@@ -1,0 +1,172 @@
+"""The committed sweep results (``results/sweeps/<name>/``) as the chapters show them.
+
+The sweep tables are tidy and complete (one row per configuration, variant and seed); the chapters
+need a few views of them: the paper's accuracy beside ours with the interval and the probe
+(:func:`accuracy_beside_paper`), the key modes against each other (:func:`key_modes`), retrieval
+with trained and frozen features (:func:`retrieval_view`), Table VIII's variants against fp32
+(:func:`quantization_view`), and a paragraph that answers the paper's central question from
+those numbers (:func:`answer`). Every number comes from the tables; every comparison says what
+was compared with what, on how many images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import paper, results, stats
+
+DOMAINS = ("plaintext", "MTCE 8-px blocks", "MTCE 1-px blocks")
+#: what identifies a configuration in the sweep tables
+CONFIG = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size"]
+DEFAULT_STRENGTH = 255
+TRAINABLE_NAMES = {"all": "end-to-end", "head": "head-only"}
+
+
+def load(name: str = "classification", results_dir=None) -> dict[str, pd.DataFrame] | None:
+    """A sweep's tables (accuracy, paired, retrieval, points) or None when it has not run."""
+    folder = f"sweeps/{name}"
+    acc = results.read_table(folder, "accuracy", results_dir)
+    if acc is None:
+        return None
+    out = {"accuracy": acc.assign(seed=acc.seed.astype(str))}
+    for t in ("paired", "retrieval", "points"):
+        table = results.read_table(folder, t, results_dir)
+        if table is not None:
+            out[t] = table.assign(seed=table.seed.astype(str)) if "seed" in table.columns else table
+    return out
+
+
+def paper_accuracy() -> pd.DataFrame:
+    """The paper's overall test accuracy per model and domain: the mean of its per-class recalls
+    (its classes are balanced, 100 test images each; for VGG-16 this is Table VII's accuracy)."""
+    t = paper.table_vi_vii()
+    acc = t[t.metric == "recall"].groupby(["model", "domain"], sort=False).value.mean()
+    return acc.rename("paper").reset_index()
+
+
+def _pick_seed(acc: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration and variant: the seeds' mean where several seeds ran, else the seed."""
+    several = acc[acc.seed == "mean"]
+    several = several[several.seeds > 1]
+    keys = CONFIG + ["variant"]
+    single = acc[acc.seed == "0"].merge(several[keys], on=keys, how="left", indicator=True)
+    single = single[single._merge == "left_only"].drop(columns="_merge")
+    return pd.concat([several, single], ignore_index=True)
+
+
+def accuracy_beside_paper(acc: pd.DataFrame, split: str = "kfold") -> pd.DataFrame:
+    """Per model, training mode, domain and key mode: our accuracy over every image with its 95%
+    interval and n, the ciphertext-statistics probe on the same folds, and the paper's accuracy.
+    ``verdict`` compares the paper's value with our interval only where the configuration is the
+    paper's protocol (end-to-end, per-image keys or plaintext); it reads "not comparable here"
+    because our setup is not the paper's (image size, epochs, data), and the column ``inside``
+    says whether the paper's value lies in our interval anyway."""
+    a = _pick_seed(acc[(acc.split == split) & (acc.strength == DEFAULT_STRENGTH)])
+    net = a[a.variant == "fp32"]
+    probe = a[a.variant == "ciphertext-statistics probe"][CONFIG + ["value", "ci_low", "ci_high"]]
+    out = net.merge(probe, on=CONFIG, how="left", suffixes=("", "_probe"))
+    out = out.merge(paper_accuracy(), on=["model", "domain"], how="left")
+    protocol = (out.trainable == "all") & out.key_mode.isin(["per-image", "none"])
+    out["inside"] = np.where(out.paper.notna(), (out.ci_low <= out.paper) & (out.paper <= out.ci_high), np.nan)
+    out["verdict"] = np.where(protocol & out.paper.notna(), "not comparable here", "")
+    cols = ["model", "trainable", "domain", "key_mode", "image_size", "n", "value", "ci_low", "ci_high", "seeds", "seed_min",
+            "seed_max", "value_probe", "ci_low_probe", "ci_high_probe", "paper", "inside", "verdict"]
+    order = {d: i for i, d in enumerate(DOMAINS)}
+    out = out.assign(_o=out.domain.map(order).fillna(9)).sort_values(["model", "trainable", "_o", "key_mode"])
+    return out[[c for c in cols if c in out.columns]].reset_index(drop=True)
+
+
+def key_modes(paired: pd.DataFrame, split: str = "kfold") -> pd.DataFrame:
+    """Shared key vs per-image keys for every encrypted configuration (the same images and seed):
+    both accuracies, the difference and the exact McNemar p-value."""
+    p = paired[(paired.kind == "key mode") & (paired.split == split) & (paired.strength == DEFAULT_STRENGTH)]
+    out = p.assign(trainable=p.trainable.map(TRAINABLE_NAMES), shared=p.acc_a, per_image=p.acc_b,
+                   difference=p.acc_a - p.acc_b)
+    return out[["model", "trainable", "domain", "image_size", "seed", "n", "shared", "per_image", "difference",
+                "p_value"]].reset_index(drop=True)
+
+
+def strength_view(acc: pd.DataFrame, retr: pd.DataFrame | None, model: str = "vit", trainable: str = "head",
+                  domain: str = "MTCE 8-px blocks", split: str = "kfold") -> pd.DataFrame:
+    """Accuracy, the probe and mAP against the substitution strength (seed 0, per-image keys)."""
+    a = acc[(acc.model == model) & (acc.trainable == trainable) & (acc.domain == domain) & (acc.split == split)
+            & (acc.key_mode == "per-image") & (acc.seed == "0")]
+    wide = a.pivot_table(index="strength", columns="variant", values=["value", "ci_low", "ci_high"], aggfunc="first")
+    out = pd.DataFrame({"n": a.groupby("strength").n.first()})
+    for v, name in (("fp32", "accuracy"), ("ciphertext-statistics probe", "probe")):
+        for col in ("value", "ci_low", "ci_high"):
+            out[f"{name}{'' if col == 'value' else ' ' + col}"] = wide[(col, v)]
+    if retr is not None:
+        r = retr[(retr.model == model) & (retr.trainable == trainable) & (retr.domain == domain)
+                 & (retr.split == split) & (retr.key_mode == "per-image") & (retr.seed == "0") & (retr.metric == "mAP")]
+        out = out.join(r.set_index("strength")[["value", "ci_low", "ci_high"]].rename(
+            columns={"value": "mAP", "ci_low": "mAP ci_low", "ci_high": "mAP ci_high"}))
+    return out.reset_index()
+
+
+def retrieval_view(retr: pd.DataFrame, split: str = "kfold", seed: str = "0") -> pd.DataFrame:
+    """mAP and precision@10 with bootstrap intervals: trained Psi (end-to-end) beside the frozen
+    trunk (head-only), per model, domain and key mode."""
+    r = retr[(retr.split == split) & (retr.seed == seed) & (retr.strength == DEFAULT_STRENGTH)]
+    wide = r.pivot_table(index=["model", "domain", "key_mode", "index"], columns="metric",
+                         values=["value", "ci_low", "ci_high"], aggfunc="first")
+    wide.columns = [f"{m} {v}".replace(" value", "") for v, m in wide.columns]
+    n = r.groupby(["model", "domain", "key_mode", "index"]).n.first()
+    out = wide.join(n).reset_index()
+    order = {d: i for i, d in enumerate(DOMAINS)}
+    return out.assign(_o=out.domain.map(order).fillna(9)).sort_values(["model", "_o", "key_mode", "index"]).drop(columns="_o")
+
+
+def quantization_view(acc: pd.DataFrame, paired: pd.DataFrame, model: str = "vgg16",
+                      domain: str = "MTCE 8-px blocks", key_mode: str = "per-image", split: str = "kfold"
+                      ) -> pd.DataFrame:
+    """Table VIII's variants of one end-to-end trained network: accuracy over every image with its
+    interval and the exact McNemar test against the same network in fp32 (seed 0)."""
+    sel = dict(model=model, trainable="all", domain=domain, key_mode=key_mode, split=split, strength=DEFAULT_STRENGTH)
+    a = acc[np.logical_and.reduce([acc[k] == v for k, v in sel.items()]) & (acc.seed == "0")]
+    a = a[a.variant != "ciphertext-statistics probe"][["variant", "n", "k", "value", "ci_low", "ci_high"]]
+    p = paired[np.logical_and.reduce([paired[k] == v for k, v in sel.items()]) & (paired.kind == "variant")
+               & (paired.seed.astype(str) == "0")]
+    return a.merge(p.rename(columns={"a": "variant"})[["variant", "a_only", "b_only", "p_value"]], on="variant",
+                   how="left").reset_index(drop=True)
+
+
+def _fmt(row, col="value") -> str:
+    return f"{row[col]:.3f} [{row['ci_low' if col == 'value' else 'ci_low_probe']:.3f}, " \
+           f"{row['ci_high' if col == 'value' else 'ci_high_probe']:.3f}]"
+
+
+def answer(view: pd.DataFrame, modes: pd.DataFrame, volume_view: pd.DataFrame | None = None) -> str:
+    """One paragraph, every number from the tables: can a network fine-tuned on MTCE ciphertexts
+    reach the paper's 8-px accuracy on our data, with which key mode, and how sure are we."""
+    e2e = view[(view.trainable == "all") & (view.domain == "MTCE 8-px blocks")]
+    if e2e.empty:
+        return "The sweep has no end-to-end 8-px results yet."
+    lines = []
+    for model, g in e2e.groupby("model", sort=False):
+        per = g[g.key_mode == "per-image"]
+        shared = g[g.key_mode == "shared"]
+        if per.empty:
+            continue
+        r = per.iloc[0]
+        text = (f"**{model}**, fine-tuned end to end on 8-px ciphertexts with a key per image (the paper's "
+                f"protocol): accuracy {_fmt(r)} over all {int(r.n)} images (95% Wilson interval), against the "
+                f"paper's {r.paper:.3f}")
+        text += ", which lies inside our interval" if r.inside else ", which lies outside our interval"
+        text += f"; the ciphertext-statistics probe reaches {_fmt(r, 'probe')} on the same folds"
+        if not shared.empty:
+            s = shared.iloc[0]
+            m = modes[(modes.model == model) & (modes.trainable == "end-to-end") & (modes.domain == "MTCE 8-px blocks")
+                      & (modes.seed.astype(str) == "0")]
+            p = f", exact McNemar p = {m.p_value.iloc[0]:.2g}" if len(m) else ""
+            text += (f". With one shared key it reaches {_fmt(s)}"
+                     + (" — the paper's value inside that interval" if s.inside else
+                        f" (paper {s.paper:.3f} {'below' if s.paper < s.ci_low else 'above'} it)") + p)
+        lines.append(text + ".")
+    if volume_view is not None and len(volume_view):
+        v = volume_view[(volume_view.trainable == "all") & (volume_view.domain == "MTCE 8-px blocks")]
+        for r in v.itertuples():
+            lines.append(f"Held-out patients ({r.model}, {r.key_mode} keys): {r.value:.3f} "
+                         f"[{r.ci_low:.3f}, {r.ci_high:.3f}], n = {int(r.n)}.")
+    return " ".join(lines)

@@ -1,0 +1,66 @@
+"""Sweep points and their aggregation: every image once, intervals, paired tests."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cbirlib import classificationstudy as cs
+from cbirlib.train import ExperimentError
+
+
+@pytest.fixture
+def toy(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "toy"
+    for k, (cls, level) in enumerate((("dark", 40), ("mid", 128), ("bright", 215))):
+        (root / cls).mkdir(parents=True)
+        for i in range(15):
+            img = np.clip(rng.normal(level, 25, (28, 28, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / cls / f"{i}.png")
+    return root
+
+
+def point(folder, **kw):
+    return dict(data=str(folder), model="vgg16", weights="none", trainable="head", image_size=32, epochs=5,
+                batch_size=16, lr=1e-2, split="kfold", folds=3, retrieval=True) | kw
+
+
+def test_points_and_aggregate(toy, tmp_path):
+    out = tmp_path / "points"
+    for key_mode in ("per-image", "shared"):
+        for f in range(3):
+            p = point(toy, domain=4, key_mode=key_mode, fold=f)
+            rec = json.loads(cs.run_point(p, out / cs.point_id(p)).read_text())
+            assert rec["counts"]["test"] > 0 and "random stratified" in rec["split"]
+    tables = cs.aggregate(out, expected_images=45)
+    acc = tables["accuracy"]
+    fp32 = acc[(acc.variant == "fp32") & (acc.seed == "0")]
+    assert len(fp32) == 2 and (fp32.n == 45).all() and fp32.complete.all()
+    assert ((fp32.ci_low <= fp32.value) & (fp32.value <= fp32.ci_high)).all()
+    probe = acc[acc.variant == "ciphertext-statistics probe"]
+    assert len(probe) == 4  # per seed and the seeds' mean, for both key modes
+    paired = tables["paired"]
+    row = paired[paired.kind == "key mode"].iloc[0]
+    assert row.n == 45 and 0 <= row.p_value <= 1
+    r = tables["retrieval"]
+    assert set(r.metric) == {"mAP", "precision@10"} and (r.n == 45).all()
+    assert not list(out.glob(".*")), "no temporary folder left"
+
+
+def test_unknown_point_parameter_is_a_clear_error(toy):
+    with pytest.raises(ExperimentError, match="unknown point parameter"):
+        cs.point_config(point(toy, colour="red"))
+
+
+def test_point_id_changes_with_any_parameter(toy):
+    a = cs.point_id(point(toy, domain=8))
+    assert a == cs.point_id(point(toy, domain=8)) and a != cs.point_id(point(toy, domain=8, epochs=6))
+    assert a.startswith("vgg16-head-b8-per-image-s0-kfold0-")
+
+
+def test_aggregate_without_points(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished points"):
+        cs.aggregate(tmp_path)
