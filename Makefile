@@ -38,6 +38,8 @@ SWEEP   ?=
 CLUSTER ?=
 # Snakemake through cbirlib.workflow: parallel jobs, a status line with the time left, log in build/logs
 WORKFLOW = $(PY) -m cbirlib.workflow run --cores $(CORES) --profile $(PROFILE) --data '$(DATA)'
+# the data chapter shows the simulated radiographs at the cpu and paper profiles (the ci profile skips them)
+DRR := $(if $(filter ci,$(PROFILE)),,data/default-drr/manifest.csv)
 DATA_BUILD := cbirlib/defaultdata.py cbirlib/volumes.py cbirlib/radiographs.py cbirlib/splits.py cbirlib/assets.py
 
 .PHONY: help venv assets weights data data-drr notebooks book run refresh test lab clean distclean paper-run \
@@ -82,7 +84,7 @@ data: data/default/manifest.csv data/checkset/manifest.csv ## build the default 
 
 data-drr: data/default-drr/manifest.csv ## build the simulated-radiograph variant (DRRs of every CT; ~1.5 min)
 
-notebooks: data/default/manifest.csv data/checkset/manifest.csv data/default-drr/manifest.csv data/cache/.weights ## execute every notebook at PROFILE through the workflow (parallel, CORES jobs) into book/executed
+notebooks: data/default/manifest.csv data/checkset/manifest.csv $(DRR) data/cache/.weights ## execute every notebook at PROFILE through the workflow (parallel, CORES jobs) into book/executed
 	$(WORKFLOW) notebooks
 
 book/_generated/%.parameters.txt: notebooks/%.ipynb $(VENV)/.installed
@@ -110,21 +112,23 @@ $(BOOK_INDEX): $(wildcard book/executed/*.ipynb) $(BOOK_SRC) $(PARAM_HELP) book/
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
 	@touch $@
 
-book: notebooks $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## everything: venv, assets, data, weights, notebooks (in parallel), then the HTML book
+book: data/default/manifest.csv data/checkset/manifest.csv $(DRR) data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## everything: venv, assets, data, weights, notebooks (in parallel), then the HTML book; DATA=<folder> builds a book of your folder under build/variants/
+ifeq ($(DATA),default)
+	$(WORKFLOW) notebooks
 	@$(MAKE) --no-print-directory $(BOOK_INDEX)
 	@echo "book: $(CURDIR)/$(BOOK_INDEX)"
+else
+	$(PY) -m cbirlib.workflow book --data '$(DATA)' --profile $(PROFILE) --cores $(CORES)
+endif
 
 sweep: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## run a sweep (workflow/sweeps/SWEEP.yaml) into results/sweeps/SWEEP; resumable; CLUSTER=slurm|kubernetes for a cluster
 	@test -n "$(SWEEP)" || (echo "usage: make sweep SWEEP=<name> (one of: $$(ls workflow/sweeps | sed 's/.yaml//' | tr '\n' ' '))"; exit 2)
 	$(WORKFLOW) --sweep $(SWEEP) $(if $(CLUSTER),--cluster $(CLUSTER))
 
-run: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## run one notebook with new parameters into the book: make run NB=00_data PARAMS="-p seed 1"
+run: data/default/manifest.csv data/checkset/manifest.csv $(DRR) data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## one chapter with other parameters, into its own book under build/variants/: make run NB=01_encryption PARAMS="-p block_size 16"
 	@test -n "$(NB)" || (echo "usage: make run NB=<notebook id> PARAMS='-p name value'"; exit 2)
 	@test -f notebooks/$(NB).ipynb || (echo "no notebook notebooks/$(NB).ipynb"; exit 2)
-	@mkdir -p book/executed
-	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $(NB).ipynb ../book/executed/$(NB).ipynb -p profile $(PROFILE) $(PARAMS)
-	$(CBIR) book hide-injected book/executed/$(NB).ipynb
-	$(MAKE) --no-print-directory book
+	$(PY) -m cbirlib.workflow notebook $(NB) --profile $(PROFILE) --data '$(DATA)' --cores $(CORES) $(PARAMS)
 
 refresh: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place at the ci profile (nbval references)
 	@tmp=$$(mktemp -d); for nb in $(NOTEBOOKS); do \
@@ -165,8 +169,10 @@ paper-run: data/default/manifest.csv data/cache/.weights ## GPU: the classificat
 	  ../book/executed/02_classification_paper.ipynb -p profile paper -p results_name 02_classification_paper \
 	  -p data $(or $(DATA),default)
 
-lab: data/default/manifest.csv data/cache/.weights ## JupyterLab on the notebooks
-	$(VENV)/bin/jupyter lab notebooks/
+LAB_PORT ?= 8888
+lab: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## JupyterLab on the notebooks with the project's kernel (prints its URL; LAB_PORT=8888)
+	$(VENV)/bin/jupyter lab --no-browser --ServerApp.root_dir=notebooks --ServerApp.port=$(LAB_PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: ## remove the built book, executed notebooks, generated pages and the reference book
 	rm -rf book/_build book/executed book/build.log book/_generated $(REF_BOOK)

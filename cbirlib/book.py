@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import subprocess
 import tempfile
@@ -75,7 +76,8 @@ def check_site(html_dir: str | Path) -> list[Problem]:
     Checks, on every page except Sphinx's generated index and search pages: ``img``/``script``/
     ``link``/``source`` resources exist locally (``data:`` images must decode to something);
     internal ``a href`` targets and ``#anchors`` exist; no URL points off the machine; every table
-    has at least one data cell; no cell shows a traceback.
+    has at least one data cell; no cell shows a traceback; no output shows a warning, a library log
+    line or an absolute path of this machine (:data:`LEAKS`).
     """
     root = Path(html_dir)
     if not (root / "index.html").exists():
@@ -116,7 +118,32 @@ def check_site(html_dir: str | Path) -> list[Problem]:
                                         str(table)[:80]))
         for el in soup.select("div.output.traceback, div.output.error, pre.traceback"):
             problems.append(Problem(rel, "error cell", el.get_text(" ", strip=True)[:200]))
+        problems += _leaks(rel, soup)
     return problems
+
+
+#: what a reader must never see: warnings, library log lines, absolute paths of this machine
+LEAKS = (
+    ("warning", re.compile(r"\b\w*(?:User|Deprecation|Runtime|Future|Syntax|Resource)Warning\b|\bwarnings\.warn\b")),
+    ("log line", re.compile(r"^\s*(?:\[[\w. ]+\]\s*)?(?:WARNING|INFO|DEBUG|ERROR)\b[:|\]]|\b(?:WARNING|INFO|DEBUG)\s*[:|]\s",
+                            re.MULTILINE)),
+    ("absolute path", re.compile(r"(?<![\w.:/])/(?:root|home|tmp|work|usr|opt|var)/[\w.+-]+(?:/[\w.+-]+)*|site-packages")),
+)
+
+
+def _leaks(rel: str, soup: BeautifulSoup) -> list[Problem]:
+    """Warnings, log lines and absolute paths in a page's cell outputs and text (code the reader
+    is meant to see, in ``div.cell_input``, is not output)."""
+    out = []
+    body = soup.select_one("main") or soup
+    for tag in body.select("div.cell_input, script, style"):
+        tag.decompose()
+    text = body.get_text("\n")
+    for kind, pattern in LEAKS:
+        m = pattern.search(text)
+        if m:
+            out.append(Problem(rel, kind, m.group(0)[:120]))
+    return out
 
 
 def chromium() -> str | None:

@@ -210,7 +210,7 @@ def _write_point(out: Path, parts: dict[str, pd.DataFrame], record: dict) -> Pat
 # --------------------------------------------------------------------------- aggregation
 
 #: what identifies a configuration in the tables (seed, fold and variant come on top)
-GROUP = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size"]
+GROUP = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size", "lr"]
 
 
 def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -223,7 +223,7 @@ def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         dom = Domain.parse(p["domain"])
         ident = dict(model=cfg["model"], trainable=cfg["trainable"], domain=dom.name,
                      key_mode="none" if dom.block_size is None else cfg["key_mode"], split=cfg["split"],
-                     strength=int(cfg["strength"]), image_size=int(cfg["image_size"]),
+                     strength=int(cfg["strength"]), image_size=int(cfg["image_size"]), lr=float(cfg["lr"]),
                      seed=int(cfg["seed"]), fold=int(cfg["fold"]), arm=p.get("arm", ""), point=rec["id"])
         rows.append(ident | {"accuracy": rec["accuracy"], "seconds": rec["seconds"], "epochs_run": rec["epochs_run"],
                              "best_epoch": rec["best_epoch"], "stopped_early": rec["stopped_early"],
@@ -299,8 +299,8 @@ def paired_table(preds: pd.DataFrame) -> pd.DataFrame:
             if other is not None:
                 add(k, "key mode", "shared", other, "per-image", g)
         if k["trainable"] == "all":  # the head-only run of the same model, domain, key, split and seed
-            heads = [v for kk, v in idx.items() if dict(zip(GROUP + ["seed"], kk)) | {"image_size": 0}
-                     == k | {"trainable": "head", "image_size": 0}]
+            heads = [v for kk, v in idx.items() if dict(zip(GROUP + ["seed"], kk)) | {"image_size": 0, "lr": 0}
+                     == k | {"trainable": "head", "image_size": 0, "lr": 0}]
             if heads:
                 add(k, "training", "end-to-end", g, "head-only", heads[0])
     for key, g in preds.groupby(GROUP + ["seed"]):
@@ -368,3 +368,61 @@ def checkset_table(predictions: pd.DataFrame) -> pd.DataFrame:
                              ci_high=hi, most_predicted=gl.predicted.value_counts().idxmax(), metric="accuracy",
                              source="ours"))
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the live run (chapter and GPU script)
+
+def live_run(configs: list[ExperimentConfig], results_name: str, parameters: dict, results_dir=None,
+             progress: bool = False) -> dict:
+    """The classification chapter's live run: every model of ``configs`` on every domain, with
+    Table IV beside the setup and Tables VI-VII beside the paper; writes setup, table_vi_vii,
+    confusion and history under ``<results_dir>/<results_name>/``. Returns the experiments and
+    tables (keys: experiments, setup, table, paper, confusion, history)."""
+    from . import evaluate, paper, results
+
+    setup = pd.concat([train.setup_table(c) for c in configs], ignore_index=True)
+    results.write_table(setup, results_name, "setup", parameters, results_dir)
+    experiments = [train.run_experiment(c, progress=progress) for c in configs]
+    table = pd.concat([evaluate.experiment_table(e) for e in experiments], ignore_index=True)
+    paper_rows = paper.table_vi_vii()
+    record = dict(experiments=[e.provenance for e in experiments])
+    results.write_table(pd.concat([table, paper_rows], ignore_index=True), results_name, "table_vi_vii",
+                        parameters, results_dir, **record)
+    confusion = pd.concat([evaluate.confusion_table(e) for e in experiments], ignore_index=True)
+    results.write_table(confusion, results_name, "confusion", parameters, results_dir, **record)
+    history = pd.concat([evaluate.history_table(e) for e in experiments], ignore_index=True)
+    results.write_table(history, results_name, "history", parameters, results_dir, **record)
+    return dict(experiments=experiments, setup=setup, table=table, paper=paper_rows, confusion=confusion,
+                history=history)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cbirlib.classificationstudy paper``: the paper profile's live run (Table IV) for
+    the given models, without papermill (for a GPU machine), into ``--results-dir``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cbirlib.classificationstudy")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("paper", help="Table IV: every weight trained, 224 px, 100 epochs, batch 32 (bf16 on CUDA)")
+    p.add_argument("--models", nargs="+", default=["vgg16", "vit"])
+    p.add_argument("--data", default="default")
+    p.add_argument("--weights", default="bundled")
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--results-name", default="02_classification_paper")
+    args = parser.parse_args(argv)
+    configs = [config_for("paper", m, data=args.data, weights=args.weights) for m in args.models]
+    parameters = configs[0].record() | {"models": args.models}
+    start = time.perf_counter()
+    out = live_run(configs, args.results_name, parameters, args.results_dir, progress=False)
+    for e in out["experiments"]:
+        print(f"{e.config.model}: {e.provenance['wall_seconds']:.0f} s on {e.provenance['device']}")
+    acc = out["table"][(out["table"].metric == "accuracy") & (out["table"]["class"] == "all")]
+    print(acc[["model", "domain", "value"]].to_string(index=False))
+    print(f"total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -186,8 +186,12 @@ def _write_dataset(out: Path, name: str, rows: list[dict], key: str, hashes: dic
             "counts": manifest.groupby(["label", "split"]).size().unstack(fill_value=0).to_dict(orient="index"),
             "patients_per_class": manifest.groupby("label").patient.nunique().to_dict(), **info}
     (tmp / "dataset.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)  # two renames: readers see the old dataset or the new one, gone for an instant only
     tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     return out / "manifest.csv"
 
 

@@ -101,7 +101,8 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
     labels = {s: v[1] for s, v in splits.items()}
     images = {s: v[0] for s, v in splits.items()}
     ids = {s: list(v[2]) for s, v in splits.items()}
-    bundle = models.build_model("vit", len(classes), cfg.weights, cfg.image_size, cfg.seed)
+    bundle = models.build_model("vit", len(classes), models.resolve_weights("vit", cfg.weights, warn=False),
+                                cfg.image_size, cfg.seed)  # the weights used are in the provenance record
     patch = bundle.model.patch_embed.proj.kernel_size[0]
     if cfg.block_size != patch:
         raise ValueError(f"block_size {cfg.block_size} must equal the ViT's patch size {patch}")

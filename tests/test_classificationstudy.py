@@ -64,3 +64,18 @@ def test_point_id_changes_with_any_parameter(toy):
 def test_aggregate_without_points(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished points"):
         cs.aggregate(tmp_path)
+
+
+def test_paper_profile_is_table_iv_with_mixed_precision_recorded():
+    cfg = cs.config_for("paper", "vgg16", weights="none")
+    assert (cfg.image_size, cfg.trainable, cfg.epochs, cfg.batch_size, cfg.lr) == (224, "all", 100, 32, 1e-3)
+    assert cfg.amp and cfg.patience is None and cfg.backbone_lr is None
+    assert cfg.differences_from_paper() == ["mixed precision (bfloat16 autocast); the paper does not say"]
+
+
+def test_amp_is_a_no_op_on_the_cpu(toy):
+    from cbirlib import data, train
+
+    cfg = cs.point_config(point(toy, domain="plain", trainable="all", epochs=1, amp=True, fold=0))
+    res = train.run_domain(cfg, data.open_dataset(str(toy)), "plain", progress=False)
+    assert len(res.y_pred) == len(res.y_true) > 0

@@ -86,3 +86,28 @@ def test_build_tidy_counts_and_html(tmp_path):
 def test_evidence_links_use_sphinx_section_ids():
     assert scorecard.evidence_href("01_encryption#Key space: eqs. (1)–(5)") == "01_encryption.html#key-space-eqs-1-5"
     assert scorecard.evidence_href("03_retrieval") == "03_retrieval.html"
+
+
+def test_other_settings_read_not_comparable_with_the_reason(tmp_path):
+    _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
+    _write(tmp_path, "01_encryption", "table_v", results.read_table("01_encryption", "table_v", tmp_path).to_dict("records"),
+           {"profile": "ci", "block_size": 16})
+    card = scorecard.build(tmp_path, claims=[scorecard.table_v])
+    assert list(card.verdict) == ["not comparable here"]
+    assert "block_size = 16" in card.note.iloc[0] and "judged on 8" in card.note.iloc[0]
+
+
+def test_missing_evidence_never_crashes_and_names_no_machine_path(tmp_path):
+    card = scorecard.build(tmp_path, claims=[scorecard.memory, scorecard.fig_4])
+    assert set(card.verdict) == {"not comparable here"} and len(card) == 2
+    assert not card.note.str.contains(str(tmp_path)).any()
+    html = scorecard.to_html(card)
+    assert 'href=".html"' not in html
+
+
+def test_the_data_row_describes_the_data_that_ran(tmp_path):
+    _write(tmp_path, "00_data", "dataset_counts",
+           [dict(label="a", split="train", images=10, source="ours"), dict(label="a", split="train", images=1000, source="paper")],
+           {"profile": "ci", "data": "/somewhere/my-scans"})
+    row = scorecard.build(tmp_path, claims=[scorecard.dataset]).iloc[0]
+    assert "my-scans" in row.note and "13 people" not in row.note

@@ -1,0 +1,140 @@
+"""Rerunning with new parameters works as documented: every `make run` command of README.md and the
+book's rerun page, `make book DATA=<folder>`, and going back to the default book, byte for byte.
+
+All at the ci profile, in a copy of the project (tracked files; .venv and data/ shared read-only by
+symlink), so the checkout's book and results are never touched. The copy first builds its default
+book; each `make run` then makes its own variant book under build/variants/.
+"""
+
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = (ROOT / "README.md", ROOT / "book" / "rerun.md")
+#: prerequisites the copy shares with the checkout: make must never rebuild them there
+SHARED = (".venv/.installed", "data/cache/.assets", "data/cache/.weights", "data/default/manifest.csv",
+          "data/checkset/manifest.csv")
+
+pytestmark = pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="needs the project's .venv")
+
+
+def documented_runs() -> list[str]:
+    """Every `make run ...` line of the docs (the generic `NB=<notebook>` one aside), as written."""
+    out = []
+    for doc in DOCS:
+        for line in doc.read_text().splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("make run ") and "<" not in line:
+                out.append(line)
+    return list(dict.fromkeys(out))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    copy = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for rel in (f.decode() for f in files if f):
+        dst = copy / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / rel).is_file():
+            dst.write_bytes((ROOT / rel).read_bytes())
+    for name in (".venv", "data"):
+        (copy / name).symlink_to(ROOT / name)
+    folder = copy / "my-images"
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(("alpha", "beta", "gamma")):
+        (folder / cls).mkdir(parents=True)
+        for i in range(24):
+            img = np.clip(rng.normal(60 + 70 * k, 30, (64, 64)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / cls / f"{i:02d}.png")
+    proc = make(copy, "book", "PROFILE=ci", "CORES=2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return copy, folder
+
+
+def make(copy: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    keep = [a for f in SHARED for a in ("-o", f)]
+    env = os.environ | {"CBIR_HOME": str(copy)}
+    return subprocess.run(["make", "--no-print-directory", *keep, *args], cwd=copy, capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def book_hashes(html: Path) -> dict[str, str]:
+    return {p.relative_to(html).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(html.rglob("*")) if p.is_file() and p.suffix in (".html", ".png", ".csv")}
+
+
+def run_line(copy: Path, line: str, folder: Path) -> subprocess.CompletedProcess:
+    line = line.replace("/path/to/your/folder", str(folder)).replace("/path/to/folder", str(folder))
+    args = [a for a in shlex.split(line)[1:] if not a.startswith("PROFILE=")]
+    return make(copy, *args, "PROFILE=ci", "CORES=2")
+
+
+def test_the_docs_have_the_readme_examples():
+    runs = documented_runs()
+    assert any("NB=01_encryption" in r and "block_size 16" in r for r in runs)
+    assert any("models_to_run" in r and '"vit"' in r for r in runs)
+    assert any("NB=00_data" in r and "-p data" in r for r in runs)
+
+
+@pytest.mark.parametrize("line", documented_runs())
+def test_every_documented_make_run_builds_its_book(project, line):
+    copy, folder = project
+    default_html = copy / "book" / "_build" / "html"
+    before = book_hashes(default_html)
+    proc = run_line(copy, line, folder)
+    if "weights torchvision" in line:  # offline, torchvision's checkpoints are not in the torch cache
+        assert proc.returncode != 0 and "torch cache" in proc.stdout + proc.stderr
+        return
+    if "PROFILE=paper" in line:  # the paper profile at ci is just the ci profile: it must run
+        pass
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    index = re.search(r"book: (\S+index\.html)", proc.stdout + proc.stderr)
+    assert index and Path(index.group(1)).exists()
+    nb = re.search(r"NB=(\w+)", line).group(1)
+    page = (Path(index.group(1)).parent / "executed" / f"{nb}.html").read_text()
+    assert "ran with" in page and "non-default parameters" in page
+    from cbirlib import book
+
+    assert book.check_site(Path(index.group(1)).parent) == []
+    assert book_hashes(default_html) == before, "a rerun never touches the default book"
+
+
+def test_a_wrong_parameter_is_a_clear_error_before_any_work(project):
+    copy, _ = project
+    for params, expected in (("-p colour red", "has no parameter 'colour'"),
+                             ("-p block_size sixteen", "parameter 'block_size' of 01_encryption expects an integer")):
+        proc = make(copy, "run", "NB=01_encryption", f"PARAMS={params}", "PROFILE=ci")
+        assert proc.returncode != 0 and expected in proc.stderr, proc.stderr[-2000:]
+
+
+def test_make_book_on_a_folder_and_back_to_the_defaults(project):
+    copy, folder = project
+    default_html = copy / "book" / "_build" / "html"
+    before = book_hashes(default_html)
+    proc = make(copy, "book", f"DATA={folder}", "PROFILE=ci", "CORES=2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    index = Path(re.search(r"book: (\S+index\.html)", proc.stdout + proc.stderr).group(1))
+    html = index.parent
+    for nb in ("00_data", "02_classification", "99_scorecard"):
+        page = (html / "executed" / f"{nb}.html").read_text()
+        assert "my-images" in page, nb
+    assert "13 people" not in (html / "executed" / "99_scorecard.html").read_text()
+    assert not list((copy / "results").rglob("*my-images*"))
+    back = make(copy, "book", "PROFILE=ci")
+    assert back.returncode == 0
+    assert book_hashes(default_html) == before, "the default book is byte for byte what it was"
+
+
+def test_paper_run_without_a_gpu_says_so(project):
+    copy, _ = project
+    proc = make(copy, "paper-run")
+    assert proc.returncode != 0 and "needs a CUDA GPU" in proc.stdout + proc.stderr
