@@ -38,8 +38,6 @@ SWEEP   ?=
 CLUSTER ?=
 # Snakemake through cbirlib.workflow: parallel jobs, a status line with the time left, log in build/logs
 WORKFLOW = $(PY) -m cbirlib.workflow run --cores $(CORES) --profile $(PROFILE) --data '$(DATA)'
-# the data chapter shows the simulated radiographs at the cpu and paper profiles (the ci profile skips them)
-DRR := $(if $(filter ci,$(PROFILE)),,data/default-drr/manifest.csv)
 DATA_BUILD := cbirlib/defaultdata.py cbirlib/volumes.py cbirlib/radiographs.py cbirlib/splits.py cbirlib/assets.py
 
 .PHONY: help venv assets weights data data-drr notebooks book run refresh test lab clean distclean paper-run \
@@ -84,7 +82,7 @@ data: data/default/manifest.csv data/checkset/manifest.csv ## build the default 
 
 data-drr: data/default-drr/manifest.csv ## build the simulated-radiograph variant (DRRs of every CT; ~1.5 min)
 
-notebooks: data/default/manifest.csv data/checkset/manifest.csv $(DRR) data/cache/.weights ## execute every notebook at PROFILE through the workflow (parallel, CORES jobs) into book/executed
+notebooks: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## execute every notebook at PROFILE through the workflow (parallel, CORES jobs) into book/executed
 	$(WORKFLOW) notebooks
 
 book/_generated/%.parameters.txt: notebooks/%.ipynb $(VENV)/.installed
@@ -112,7 +110,7 @@ $(BOOK_INDEX): $(wildcard book/executed/*.ipynb) $(BOOK_SRC) $(PARAM_HELP) book/
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
 	@touch $@
 
-book: data/default/manifest.csv data/checkset/manifest.csv $(DRR) data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## everything: venv, assets, data, weights, notebooks (in parallel), then the HTML book; DATA=<folder> builds a book of your folder under build/variants/
+book: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## everything: venv, assets, data, weights, notebooks (in parallel), then the HTML book; DATA=<folder> builds a book of your folder under build/variants/
 ifeq ($(DATA),default)
 	$(WORKFLOW) notebooks
 	@$(MAKE) --no-print-directory $(BOOK_INDEX)
@@ -125,7 +123,7 @@ sweep: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights 
 	@test -n "$(SWEEP)" || (echo "usage: make sweep SWEEP=<name> (one of: $$(ls workflow/sweeps | sed 's/.yaml//' | tr '\n' ' '))"; exit 2)
 	$(WORKFLOW) --sweep $(SWEEP) $(if $(CLUSTER),--cluster $(CLUSTER))
 
-run: data/default/manifest.csv data/checkset/manifest.csv $(DRR) data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## one chapter with other parameters, into its own book under build/variants/: make run NB=01_encryption PARAMS="-p block_size 16"
+run: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## one chapter with other parameters, into its own book under build/variants/: make run NB=01_encryption PARAMS="-p block_size 16"
 	@test -n "$(NB)" || (echo "usage: make run NB=<notebook id> PARAMS='-p name value'"; exit 2)
 	@test -f notebooks/$(NB).ipynb || (echo "no notebook notebooks/$(NB).ipynb"; exit 2)
 	$(PY) -m cbirlib.workflow notebook $(NB) --profile $(PROFILE) --data '$(DATA)' --cores $(CORES) $(PARAMS)

@@ -154,8 +154,8 @@ def _quantization(res: train.DomainResult, cfg: ExperimentConfig, penultimate: d
 
 
 def run_point(point: dict, out_dir: str | Path, progress: bool = False) -> Path:
-    """Train and evaluate one sweep point; write ``predictions.csv`` (one row per test image and
-    variant), ``retrieval.csv`` (per query, when asked), ``history.csv`` and ``point.json`` into
+    """Train and evaluate one sweep point; write ``predictions.csv.gz`` (one row per test image and
+    variant), ``retrieval.csv.gz`` (per query, when asked), ``history.csv.gz`` and ``point.json`` into
     ``out_dir`` (replaced atomically). Returns the path of ``point.json``."""
     p = check_point(point)
     cfg = point_config(p)
@@ -196,8 +196,9 @@ def _write_point(out: Path, parts: dict[str, pd.DataFrame], record: dict) -> Pat
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        for name, table in parts.items():
-            table.to_csv(tmp / f"{name}.csv", index=False, lineterminator="\n")
+        for name, table in parts.items():  # gzip: a sweep has hundreds of points, all committed
+            table.to_csv(tmp / f"{name}.csv.gz", index=False, lineterminator="\n",
+                         compression={"method": "gzip", "mtime": 0})
         (tmp / "point.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -211,6 +212,13 @@ def _write_point(out: Path, parts: dict[str, pd.DataFrame], record: dict) -> Pat
 
 #: what identifies a configuration in the tables (seed, fold and variant come on top)
 GROUP = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size", "lr"]
+
+
+def _read_part(folder: Path, name: str) -> pd.DataFrame | None:
+    for path in (folder / f"{name}.csv.gz", folder / f"{name}.csv"):
+        if path.exists():
+            return pd.read_csv(path)
+    return None
 
 
 def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -229,10 +237,11 @@ def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
                              "best_epoch": rec["best_epoch"], "stopped_early": rec["stopped_early"],
                              "n_test": rec["counts"]["test"],
                              "n_train": rec["counts"]["train"], "device": rec["device"]})
-        t = pd.read_csv(f.parent / "predictions.csv").assign(**{k: v for k, v in ident.items() if k != "fold"})
+        t = _read_part(f.parent, "predictions").assign(**{k: v for k, v in ident.items() if k != "fold"})
         preds.append(t)
-        if (f.parent / "retrieval.csv").exists():
-            retr.append(pd.read_csv(f.parent / "retrieval.csv").assign(**{k: v for k, v in ident.items() if k != "fold"}))
+        r = _read_part(f.parent, "retrieval")
+        if r is not None:
+            retr.append(r.assign(**{k: v for k, v in ident.items() if k != "fold"}))
     if not rows:
         raise FileNotFoundError(f"no finished points under {points_dir}")
     return (pd.DataFrame(rows), pd.concat(preds, ignore_index=True),

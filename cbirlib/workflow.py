@@ -596,10 +596,18 @@ def run(targets: list[str], cores: int | None = None, config: dict | None = None
     thread = threading.Thread(target=watcher.watch, daemon=True) if progress else None
     if thread:
         thread.start()
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
     with open(log_path, "w") as log:
         rc = subprocess.run(cmd, cwd=root(), stdout=log, stderr=subprocess.STDOUT).returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     watcher.stop()
-    print(watcher.line(), file=sys.stderr, flush=True)
+    wall = time.time() - t0
+    print(f"{watcher.line()}; {_fmt(wall)} wall, CPU {100 * cpu / max(wall, 1e-9):.0f} % on average",
+          file=sys.stderr, flush=True)
     if rc != 0:
         print(f"workflow: snakemake failed (exit {rc}); the end of {log_path.relative_to(root())}:", file=sys.stderr)
         print("".join(log_path.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
