@@ -238,7 +238,7 @@ def run_protocol(study: Study, k: int = 5, n_queries: int = 4, store: str | Path
     params = cbkeys.CipherParams(block_size=sched.block_size, strength=0, swap=False)
     database = retrieval.Ciphertexts(tuple(db_ids), db, params, tuple(db.shape[1:3]))
     psi = features.FeatureModel(ex["transformed"], "pooled", ex["mean"], ex["std"])
-    store = Path(store) if store else Path(tempfile.mkdtemp(prefix="cbir-keyaware-"))
+    store = Path(store) if store else Path(tempfile.mkdtemp(prefix="cbir-keyaware-")) / "store"
     server = retrieval.CloudServer.create(store, database, psi)
     test = ex["aligned"]["test"]
     q = retrieval.Ciphertexts(tuple(ex["ids"]["test"]), test, params, tuple(test.shape[1:3]))

@@ -58,7 +58,7 @@ def run_protocol(cfg: ExperimentConfig, domain, k: int = 5, n_queries: int = 6,
     db_labels = np.concatenate([p[1] for p in parts])
     db_ids = [i for p in parts for i in p[2]]
     database = owner.encrypt_database(db_images, db_ids)
-    store = Path(store) if store else Path(tempfile.mkdtemp(prefix="cbir-store-"))
+    store = Path(store) if store else Path(tempfile.mkdtemp(prefix="cbir-protocol-")) / "store"
     server = retrieval.CloudServer.create(store, database, fitted.feature_model)
     q_images, q_labels, q_ids = dataset.load("test", cfg.image_size, cfg.test_per_class)
     user = retrieval.QueryUser(user_key(cfg, domain))

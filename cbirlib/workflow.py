@@ -207,10 +207,6 @@ def seed_variant(variant: Variant) -> list[str]:
             res = root() / "results" / nb
             if res.is_dir() and not (variant.results / nb).exists():
                 shutil.copytree(res, variant.results / nb, copy_function=shutil.copy2)
-    sweeps = root() / "results" / "sweeps"  # the committed sweeps, on the same default data
-    if sweeps.is_dir() and not (variant.results / "sweeps").exists():
-        shutil.copytree(sweeps, variant.results / "sweeps", copy_function=shutil.copy2,
-                        ignore=shutil.ignore_patterns("points"))
     return seeded
 
 
@@ -416,6 +412,7 @@ def aggregate_sweep(name: str) -> list[Path]:
     tables = classificationstudy.aggregate(folder / "points", expected)
     keep = {pid for pid in done if pid in planned}
     record = {"sweep": sweep.name, "label": sweep.label, "chapter": sweep.chapter, "description": sweep.description,
+              "data": sorted(datasets),
               "sweep_file": Path(sweep.source).relative_to(root()).as_posix() if Path(sweep.source).is_relative_to(root()) else sweep.source,
               "points_planned": len(planned), "points_done": len(keep), "points_missing": sorted(planned - done),
               "points_not_in_sweep_file": sorted(done - planned)}

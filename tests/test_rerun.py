@@ -108,6 +108,45 @@ def test_every_documented_make_run_builds_its_book(project, line):
     assert book_hashes(default_html) == before, "a rerun never touches the default book"
 
 
+def _shown(nb: Path) -> dict[str, list[str]]:
+    """What each cell of an executed notebook shows as text (tables, prose, printed lines), sanitised
+    as nbval sanitises; cells whose output nbval ignores (timings) and the injected cell left out."""
+    import configparser
+    import json
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "tests" / "nbval_sanitize.cfg")
+    rules = [(re.compile(cfg[s]["regex"]), cfg[s]["replace"]) for s in cfg.sections()]
+    shown = {}
+    for cell in json.loads(nb.read_text())["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] != "code" or "nbval-ignore-output" in tags or "injected-parameters" in tags:
+            continue
+        texts = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            for text in [out.get("text", "")] + [data.get(m, "") for m in ("text/plain", "text/html", "text/markdown")]:
+                text = "".join(text) if isinstance(text, list) else text
+                for rx, rep in rules:
+                    text = rx.sub(rep, text)
+                texts.append(text)
+        shown[cell["id"]] = texts
+    return shown
+
+
+def test_the_parallel_book_shows_what_the_serial_references_show(project):
+    """The chapters executed by the workflow, side by side on two cores, show the same tables,
+    numbers and lines as the committed reference notebooks, executed one after another at the same
+    profile (make refresh)."""
+    copy, _ = project
+    for ref in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        parallel = _shown(copy / "book" / "executed" / ref.name)
+        serial = _shown(ref)
+        assert parallel.keys() == serial.keys(), ref.name
+        for cell_id in serial:
+            assert parallel[cell_id] == serial[cell_id], f"{ref.name} cell {cell_id}"
+
+
 def test_a_wrong_parameter_is_a_clear_error_before_any_work(project):
     copy, _ = project
     for params, expected in (("-p colour red", "has no parameter 'colour'"),
