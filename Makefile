@@ -41,7 +41,7 @@ WORKFLOW = $(PY) -m cbirlib.workflow run --cores $(CORES) --profile $(PROFILE) -
 DATA_BUILD := cbirlib/defaultdata.py cbirlib/volumes.py cbirlib/radiographs.py cbirlib/splits.py cbirlib/assets.py
 
 .PHONY: help venv assets weights data data-drr notebooks book run refresh test lab clean distclean paper-run \
-        book-check reference-book chromium sweep sweeps-check
+        book-check reference-book chromium sweep sweeps-check book-needs
 
 help: ## list targets
 	@echo "Usage: make <target>   (first time: make book, then make test)"
@@ -110,7 +110,18 @@ $(BOOK_INDEX): $(wildcard book/executed/*.ipynb) $(BOOK_SRC) $(PARAM_HELP) book/
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
 	@touch $@
 
-book: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## everything: venv, assets, data, weights, notebooks (in parallel), then the HTML book; DATA=<folder> builds a book of your folder under build/variants/
+# what the chapters need before they run, built side by side (make -j): dataset and check set,
+# weights, the simulated radiographs (cpu and paper profiles, default data), parameter lists,
+# citation and MathJax
+BOOK_NEEDS = data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(PARAM_HELP) \
+             book/_generated/citation.md $(MATHJAX) \
+             $(if $(filter ci,$(PROFILE)),,$(if $(filter default,$(DATA)),data/default-drr/manifest.csv))
+
+book-needs: $(BOOK_NEEDS)
+	@:
+
+book: ## everything: venv, assets, data, weights, notebooks (in parallel), then the HTML book; DATA=<folder> builds a book of your folder under build/variants/
+	@$(MAKE) --no-print-directory -j$(CORES) book-needs
 ifeq ($(DATA),default)
 	$(WORKFLOW) notebooks
 	@$(MAKE) --no-print-directory $(BOOK_INDEX)
