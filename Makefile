@@ -111,11 +111,10 @@ $(BOOK_INDEX): $(wildcard book/executed/*.ipynb) $(BOOK_SRC) $(PARAM_HELP) book/
 	@touch $@
 
 # what the chapters need before they run, built side by side (make -j): dataset and check set,
-# weights, the simulated radiographs (cpu and paper profiles, default data), parameter lists,
-# citation and MathJax
+# weights, parameter lists, citation and MathJax (the simulated radiographs are a job of the
+# workflow, beside the feature jobs)
 BOOK_NEEDS = data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(PARAM_HELP) \
-             book/_generated/citation.md $(MATHJAX) \
-             $(if $(filter ci,$(PROFILE)),,$(if $(filter default,$(DATA)),data/default-drr/manifest.csv))
+             book/_generated/citation.md $(MATHJAX)
 
 book-needs: $(BOOK_NEEDS)
 	@:

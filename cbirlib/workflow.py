@@ -39,6 +39,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -609,7 +610,7 @@ def run(targets: list[str], cores: int | None = None, config: dict | None = None
         print(f"workflow: snakemake failed (exit {rc}); the end of {log_path.relative_to(root())}:", file=sys.stderr)
         print("".join(log_path.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
         return rc
-    _record_timings(profile, watcher)
+    _record_timings(profile, log_path)
     return 0
 
 
@@ -634,11 +635,45 @@ def _clear_stale_lock(cmd: list[str]) -> None:
     subprocess.run(_with(cmd, "--unlock"), cwd=root(), capture_output=True)
 
 
-def _record_timings(profile: str, watcher: Progress) -> None:
+_LOG_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+
+
+def job_seconds(snakemake_log: str) -> dict[str, float]:
+    """Seconds each job of a Snakemake log ran, from its own start and finish stamps, by job name
+    (:func:`_job_name` of its first output).
+
+    >>> job_seconds("[Tue Dec  1 13:34:54 2026]\\nlocalrule features:\\n    output: build/x.done\\n    jobid: 7\\n"
+    ...             "[Tue Dec  1 13:35:42 2026]\\nFinished jobid: 7 (Rule: features)\\n")
+    {'build/x.done': 48.0}
+    """
+    from datetime import datetime
+
+    stamp, started, outputs, seconds = None, {}, {}, {}
+    current_output = None
+    for line in snakemake_log.splitlines():
+        m = _LOG_STAMP.match(line.strip())
+        if m:
+            stamp = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
+            continue
+        line = line.strip()
+        if line.startswith("output: "):
+            current_output = line[len("output: "):].split(", ")[0]
+        elif line.startswith("jobid: ") and current_output and stamp:
+            jid = line.split()[1]
+            started[jid], outputs[jid], current_output = stamp, current_output, None
+        elif line.startswith("Finished jobid: ") and stamp:
+            jid = line.split()[2]
+            if jid in started:
+                seconds[_job_name(outputs[jid])] = (stamp - started[jid]).total_seconds()
+    return seconds
+
+
+def _record_timings(profile: str, log_path: Path) -> None:
+    """Remember how long each job took (from Snakemake's log) for the next run's time-left estimate."""
     path = _timings_files(profile)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     known = json.loads(path.read_text()) if path.exists() else {}
-    known |= {k: round(v, 1) for k, v in watcher.finished.items() if not k.startswith("point ")}
+    known |= {k: round(v, 1) for k, v in job_seconds(log_path.read_text()).items() if not k.startswith("point ")}
     path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
 
 

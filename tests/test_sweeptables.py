@@ -43,6 +43,10 @@ def test_the_answer_follows_the_intervals():
                         _view(0.34, 0.31, 0.37, 0.437, domain="MTCE 1-px blocks", model="vgg16")])
     text = sweeptables.answer(one_px, modes)
     assert "at chance (1/3)" in text and "vgg16 0.437 [0.382, 0.493]" in text and "above chance" in text
+    with_plain = pd.concat([_view(0.50, 0.46, 0.53, 0.913), _view(0.85, 0.82, 0.87, 0.970, key_mode="none",
+                                                                domain="plaintext")])
+    text = sweeptables.answer(with_plain, modes)
+    assert "a drop of 0.35 to 8-px blocks against the paper's 0.06" in text and "costs us 6 times" in text
 
 
 def test_the_quantization_view_is_the_quantized_arm():

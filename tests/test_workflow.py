@@ -258,3 +258,12 @@ def test_touching_one_chapter_reruns_it_and_what_reads_it(tmp_path):
     header = rows[0]
     pending = sorted(Path(r[header.index("output_file")]).stem for r in rows[1:] if r[header.index("plan")] != "no update")
     assert pending == ["03_retrieval", "99_scorecard"], pending
+
+
+def test_job_seconds_come_from_snakemake_s_own_stamps():
+    log = ("[Tue Dec  1 13:34:54 2026]\nlocalrule chapter_02_classification:\n    input: a\n"
+           "    output: book/executed/02_classification.ipynb\n    log: x\n    jobid: 14\n"
+           "[Tue Dec  1 13:34:55 2026]\nlocalrule features:\n    output: build/features/cpu/default/vit_8.done\n"
+           "    jobid: 3\n[Tue Dec  1 13:35:40 2026]\nFinished jobid: 14 (Rule: chapter_02_classification)\n"
+           "[Tue Dec  1 13:36:00 2026]\nFinished jobid: 3 (Rule: features)\n")
+    assert wf.job_seconds(log) == {"02_classification": 46.0, "features vit 8": 65.0}
