@@ -111,3 +111,19 @@ def test_the_data_row_describes_the_data_that_ran(tmp_path):
            {"profile": "ci", "data": "/somewhere/my-scans"})
     row = scorecard.build(tmp_path, claims=[scorecard.dataset]).iloc[0]
     assert "my-scans" in row.note and "13 people" not in row.note
+
+
+def test_every_evidence_link_names_a_section_of_its_chapter():
+    """The scorecard's links point at headings the chapters have (a renamed heading breaks the book)."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    links = set(re.findall(r'"(\d\d_[a-z_]+)#([^"]+)"', (root / "cbirlib" / "scorecard.py").read_text()))
+    assert links
+    for nb, section in links:
+        cells = json.loads((root / "notebooks" / f"{nb}.ipynb").read_text())["cells"]
+        heads = {line.lstrip("#").strip() for c in cells if c["cell_type"] == "markdown"
+                 for line in "".join(c["source"]).splitlines() if line.startswith("#")}
+        assert section in heads, f"{nb} has no section {section!r}"
