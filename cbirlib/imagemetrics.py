@@ -95,7 +95,8 @@ def one_pixel_change(img: np.ndarray, seed: int = 0) -> np.ndarray:
     """A copy of ``img`` with one value (chosen by ``seed``) increased by 1 mod 256."""
     out = _u8(img).copy()
     flat = out.reshape(-1)
-    flat[np.random.default_rng(seed).integers(flat.size)] += 1
+    i = np.random.default_rng(seed).integers(flat.size)
+    flat[i] = (int(flat[i]) + 1) % 256  # 255 wraps to 0 (in Python ints: no overflow warning)
     return out
 
 

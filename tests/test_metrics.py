@@ -82,3 +82,13 @@ def test_keyspace_counts():
     assert keyspace.key_entropy_bits(32, 256) == 256
     with pytest.raises(ValueError):
         keyspace.num_blocks(10, 16, 8)
+
+
+def test_one_pixel_change_wraps_255_to_0_without_a_warning():
+    import warnings
+
+    a = np.full((4, 4, 3), 255, np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = im.one_pixel_change(a, seed=3)
+    assert (b != a).sum() == 1 and b.min() == 0
