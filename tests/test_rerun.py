@@ -114,7 +114,7 @@ def _shown(nb: Path) -> dict[str, list[str]]:
     import configparser
     import json
 
-    cfg = configparser.ConfigParser()
+    cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(ROOT / "tests" / "nbval_sanitize.cfg")
     rules = [(re.compile(cfg[s]["regex"]), cfg[s]["replace"]) for s in cfg.sections()]
     shown = {}
