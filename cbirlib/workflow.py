@@ -580,6 +580,8 @@ def run(targets: list[str], cores: int | None = None, config: dict | None = None
     if dry_run:
         return subprocess.run(_with(cmd, "--dry-run"), cwd=root()).returncode
     _clear_stale_lock(cmd)
+    if any("results/sweeps/" in t for t in targets):
+        _settle_finished_points()
     outputs = plan(cmd)
     logs = root() / "build" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -612,6 +614,19 @@ def run(targets: list[str], cores: int | None = None, config: dict | None = None
         return rc
     _record_timings(profile, log_path)
     return 0
+
+
+def _settle_finished_points() -> None:
+    """A sweep point whose ``point.json`` exists is complete (its folder is renamed into place
+    whole). A run killed after that rename but before Snakemake noticed leaves the point marked
+    incomplete, and ``--rerun-incomplete`` would run it again: clear those marks."""
+    marks = root() / ".snakemake" / "incomplete"
+    if not marks.is_dir() or not any(marks.iterdir()):
+        return
+    done = [p.relative_to(root()).as_posix() for p in (root() / "results" / "sweeps").glob("*/points/*/point.json")]
+    if done:
+        subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile()), "--directory", str(root()),
+                        "--cleanup-metadata", *done], cwd=root(), capture_output=True)
 
 
 def _clear_stale_lock(cmd: list[str]) -> None:
