@@ -49,10 +49,9 @@ help: ## list targets
 	@echo "Variables: PROFILE=ci|cpu|paper (default cpu) for book/notebooks/run; NB=<notebook id> PARAMS='-p name value ...' for run;"
 	@echo "           CORES=<n> (default: all) for book/notebooks/sweep; SWEEP=<name> CLUSTER=slurm|kubernetes for sweep"
 
-# --no-compile: Python compiles the bytecode of the modules it imports on first use, not of every file
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --no-compile -r requirements.txt $(QUIET_PIP)
+	$(PIP) install -q -r requirements.txt $(QUIET_PIP)
 	$(PIP) install -q --no-deps -e . $(QUIET_PIP)
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cbirlib)" > /dev/null
 	@touch $@
