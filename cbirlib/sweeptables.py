@@ -252,18 +252,16 @@ def _one_pixel(view: pd.DataFrame) -> str:
         return ""
     best = one.loc[one.value.idxmax()]
     probe = one.loc[one.value_probe.idxmax()]
-    chance = one.ci_low.max() <= 1 / 3 + 0.05
+    chance = best.ci_low <= 1 / 3 <= best.ci_high and probe.ci_low_probe <= 1 / 3 <= probe.ci_high_probe
     text = (f" At 1-pixel blocks with a key per image our best network reaches {_fmt(best)} "
             f"({best['model']}, {TRAINABLE_NAMES.get(best['trainable'], best['trainable'])}) and the probe "
             f"{_fmt(probe, 'probe')}" + (", at chance (1/3)" if chance else "") + ".")
     papers = one.dropna(subset=["paper"]).drop_duplicates("model")
     if len(papers):
-        shown = []
-        for _, r in papers.iterrows():
-            lo, hi = stats.wilson(round(r.paper * PAPER_TEST_IMAGES), PAPER_TEST_IMAGES)
-            shown.append(f"{r['model']} {r.paper:.3f} [{lo:.3f}, {hi:.3f}]")
-        above = all(stats.wilson(round(r.paper * PAPER_TEST_IMAGES), PAPER_TEST_IMAGES)[0] > 1 / 3
-                    for _, r in papers.iterrows())
+        intervals = {r["model"]: (r.paper, *stats.wilson(round(r.paper * PAPER_TEST_IMAGES), PAPER_TEST_IMAGES))
+                     for _, r in papers.iterrows()}
+        shown = [f"{m} {v:.3f} [{lo:.3f}, {hi:.3f}]" for m, (v, lo, hi) in intervals.items()]
+        above = all(lo > 1 / 3 for _, lo, _ in intervals.values())
         text += (f" The paper's 1-px accuracies ({'; '.join(shown)}, Wilson intervals over its "
                  f"{PAPER_TEST_IMAGES} test images) ")
         text += ("lie above chance beyond sampling noise: a classifier that receives no class information "

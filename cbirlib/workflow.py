@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -596,8 +597,6 @@ def run(targets: list[str], cores: int | None = None, config: dict | None = None
     thread = threading.Thread(target=watcher.watch, daemon=True) if progress else None
     if thread:
         thread.start()
-    import resource
-
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     with open(log_path, "w") as log:

@@ -23,12 +23,12 @@ def test_a_sweep_on_other_data_is_left_out_and_says_why(tmp_path):
     assert "make sweep SWEEP=nosuch" in sweeptables.missing("nosuch")
 
 
-def _view(value, lo, hi, paper, key_mode="per-image", domain="MTCE 8-px blocks", model="vit"):
+def _view(value, lo, hi, paper, key_mode="per-image", domain="MTCE 8-px blocks", model="vit", probe=(0.5, 0.45, 0.55)):
     import pandas as pd
 
     return pd.DataFrame([dict(model=model, trainable="all", domain=domain, key_mode=key_mode, lr=1e-3, n=900,
                               value=value, ci_low=lo, ci_high=hi, paper=paper, inside=lo <= paper <= hi,
-                              value_probe=0.5, ci_low_probe=0.45, ci_high_probe=0.55)])
+                              value_probe=probe[0], ci_low_probe=probe[1], ci_high_probe=probe[2])])
 
 
 def test_the_answer_follows_the_intervals():
@@ -40,9 +40,13 @@ def test_the_answer_follows_the_intervals():
     reached = sweeptables.answer(_view(0.90, 0.88, 0.93, 0.913), modes)
     assert reached.split("?** ")[1].startswith("Yes with a key per image")
     one_px = pd.concat([_view(0.50, 0.46, 0.53, 0.913),
-                        _view(0.34, 0.31, 0.37, 0.437, domain="MTCE 1-px blocks", model="vgg16")])
+                        _view(0.34, 0.31, 0.37, 0.437, domain="MTCE 1-px blocks", model="vgg16",
+                              probe=(0.33, 0.30, 0.36))])
     text = sweeptables.answer(one_px, modes)
     assert "at chance (1/3)" in text and "vgg16 0.437 [0.382, 0.493]" in text and "above chance" in text
+    above_chance = pd.concat([_view(0.50, 0.46, 0.53, 0.913),
+                              _view(0.45, 0.41, 0.48, 0.437, domain="MTCE 1-px blocks", model="vgg16")])
+    assert "at chance" not in sweeptables.answer(above_chance, modes)
     with_plain = pd.concat([_view(0.50, 0.46, 0.53, 0.913), _view(0.85, 0.82, 0.87, 0.970, key_mode="none",
                                                                 domain="plaintext")])
     text = sweeptables.answer(with_plain, modes)
