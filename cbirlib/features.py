@@ -3,13 +3,16 @@
 :func:`extract` computes the pooled features of a batch of uint8 images (encrypted or not) through
 a model; :class:`FeatureModel` (Psi) is what the data owner uploads and the cloud server runs.
 
-Both cache by content, so every chapter and job that asks for the same numbers shares one
-computation, whichever runs first. An entry is addressed by what determines it and nothing
-else: the images' bytes (after encryption, so the cipher, its keys and the split are all in
-there), the fingerprint of the weights that produce the features, the layer, the input size, and
-the source of the code that computes them; anything that changes the numbers changes the key.
-Entries are ``<cache>/features/<key>.pt`` files written atomically (temporary name, then rename),
-so jobs running side by side never read a half-written one.
+Both cache by content, image by image, so every chapter and job that asks for the same numbers
+shares one computation, whichever runs first, even when it asks for another grouping of the same
+images (a database of train + val images finds the rows the feature job computed per split). A
+row is addressed by what determines it and nothing else: the image's bytes (after encryption, so
+the cipher, its keys and the split are all in there), the fingerprint of the weights that produce
+the features, the layer, the input size, and the source of the code that computes them; anything
+that changes the numbers changes the address. This relies on a network's output for one image not
+depending on the other images of its batch (eval mode; checked bit for bit in the tests). Rows are
+stored in shards, ``<cache>/features/<key>/<shard>.pt``, written atomically (temporary name, then
+rename), so jobs running side by side never read a half-written one.
 """
 
 from __future__ import annotations
@@ -48,42 +51,101 @@ def fingerprint(module: nn.Module, exclude: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-def content_hash(images: np.ndarray) -> str:
-    """sha256 (hex) of an array's shape, dtype and bytes."""
+def row_hashes(images: np.ndarray) -> list[bytes]:
+    """sha256 digest (32 bytes) of each image (row along axis 0), with the row's shape and dtype."""
     a = np.ascontiguousarray(images)
-    h = hashlib.sha256(f"{a.shape}|{a.dtype}|".encode())
-    h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
+    head = hashlib.sha256(f"{a.shape[1:]}|{a.dtype}|".encode())
+    out = []
+    for row in a:  # one hash per image, not per pixel
+        h = head.copy()
+        h.update(memoryview(row).cast("B"))
+        out.append(h.digest())
+    return out
 
 
 def cache_path(*parts: str) -> Path:
-    """The cache entry for the key made of ``parts``."""
+    """The folder of shards for the key made of ``parts``."""
     key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-    return paths.cache_dir() / "features" / f"{key}.pt"
+    return paths.cache_dir() / "features" / key
+
+
+def _shard_name(digests: list[bytes]) -> str:
+    return hashlib.sha256(b"".join(digests)).hexdigest()[:32]
+
+
+def _load_shard(path: Path) -> tuple[list[bytes], torch.Tensor] | None:
+    try:
+        obj = torch.load(path, weights_only=True)
+        rows, values = obj["rows"], obj["values"]
+        digests = [bytes(r) for r in rows.numpy()]
+        if len(digests) != len(values):
+            raise ValueError("rows and values differ in length")
+        return digests, values
+    except (RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError, AttributeError, pickle.UnpicklingError):
+        path.unlink(missing_ok=True)  # a damaged shard: its rows are computed again
+        return None
+
+
+def _write_shard(folder: Path, digests: list[bytes], values: torch.Tensor) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = _shard_name(digests)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=name, suffix=".part")
+    os.close(fd)
+    rows = torch.from_numpy(np.frombuffer(b"".join(digests), np.uint8).reshape(len(digests), 32).copy())
+    try:
+        torch.save({"rows": rows, "values": values.contiguous()}, tmp)
+        os.replace(tmp, folder / f"{name}.pt")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def cached(images: np.ndarray, compute: Callable[[np.ndarray], torch.Tensor], *key: str,
-           enabled: bool = True) -> torch.Tensor:
-    """``compute(images)``, read from the cache when an entry for (``key``, the images' content)
-    exists, else computed and stored. ``key`` must name everything besides the images that
+           enabled: bool = True, batch: int | None = None) -> torch.Tensor:
+    """``compute(images)``, image by image from the cache where (``key``, the image's content) has
+    been computed before; only the other images go through ``compute``, and their rows are stored.
+
+    ``compute`` works row by row: (N, ...) images -> (N, ...) tensor, row i from image i and the
+    batch it ran in. With ``batch``, the images to compute are padded with zero images to a
+    multiple of ``batch`` and ``compute`` must run them in batches of exactly ``batch``: a
+    network's arithmetic can depend on the batch size (oneDNN picks kernels by shape) but not on
+    the other images of a batch, so each row is the same number whichever grouping of images asked
+    for it first, cold cache or warm. ``key`` must name everything besides the images that
     determines the result (weights fingerprint, layer, input size)."""
-    if not enabled:
+    if not enabled or len(images) == 0:
         return compute(images)
-    path = cache_path(_CODE, *key, content_hash(images))
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=True)
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError):
-            path.unlink(missing_ok=True)  # a damaged entry: compute it again
-    out = compute(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".part")
-    os.close(fd)
-    try:
-        torch.save(out, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    digests = row_hashes(images)
+    folder = cache_path(_CODE, *key, f"batch={batch}")
+    found: dict[bytes, tuple[torch.Tensor, int]] = {}  # digest -> (values, row)
+    wanted = set(digests)
+    shards = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    exact = folder / f"{_shard_name(digests)}.pt"  # the same request as before: one file to read
+    for shard in ([exact] if exact in shards else []) + shards:
+        if wanted.issubset(found):
+            break
+        loaded = _load_shard(shard) if shard.exists() else None
+        for i, d in enumerate(loaded[0] if loaded else []):
+            found.setdefault(d, (loaded[1], i))
+    missing = [i for i, d in enumerate(digests) if d not in found]
+    if missing:
+        todo = np.ascontiguousarray(images)[missing]
+        pad = -len(todo) % batch if batch else 0
+        if pad:
+            todo = np.concatenate([todo, np.zeros((pad, *todo.shape[1:]), todo.dtype)])
+        fresh = compute(todo)[:len(missing)]
+        for j, i in enumerate(missing):
+            found.setdefault(digests[i], (fresh, j))  # a repeated image: its first row
+        new = list(dict.fromkeys(digests[i] for i in missing))
+        _write_shard(folder, new, torch.stack([found[d][0][found[d][1]] for d in new]))
+    sample = found[digests[0]][0]
+    out = torch.empty((len(digests), *sample.shape[1:]), dtype=sample.dtype)
+    by_source: dict[int, tuple[torch.Tensor, list[int], list[int]]] = {}
+    for pos, d in enumerate(digests):
+        values, row = found[d]
+        _, positions, rows = by_source.setdefault(id(values), (values, [], []))
+        positions.append(pos)
+        rows.append(row)
+    for values, positions, rows in by_source.values():
+        out[positions] = values[rows]  # one gather per shard, not per row
     return out
 
 
@@ -103,7 +165,7 @@ def extract(bundle: ModelBundle, images: np.ndarray, *, batch_size: int = 32, de
         return torch.cat(out) if out else torch.zeros(0, 0)
 
     return cached(images, compute, "pooled", fingerprint(model, CLASSIFIER_PREFIXES),
-                  str(bundle.preprocess), enabled=cache)
+                  str(bundle.preprocess), enabled=cache, batch=batch_size)
 
 
 class FeatureModel(nn.Module):
@@ -144,7 +206,7 @@ class FeatureModel(nn.Module):
     def dim(self) -> int:
         return len(self.mean)
 
-    def embeddings(self, images, batch_size: int = 64, cache: bool = True) -> torch.Tensor:
+    def embeddings(self, images, batch_size: int = 32, cache: bool = True) -> torch.Tensor:
         """(N, S, S, 3) uint8 -> (N, D) float32 raw (unstandardised) features on the CPU, cached
         by content (see the module docstring)."""
         runtime.limit_threads()
@@ -159,9 +221,10 @@ class FeatureModel(nn.Module):
         x = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
         hooked = any(m._forward_hooks or m._forward_pre_hooks for m in self.backbone.modules())
         return cached(x, compute, self.layer, fingerprint(self.backbone, exclude), str(self.preprocess),
-                      enabled=cache and len(x) > 0 and not hooked)  # hooks change outputs, not weights
+                      enabled=cache and len(x) > 0 and not hooked,  # hooks change outputs, not weights
+                      batch=batch_size)
 
-    def forward(self, images, batch_size: int = 64) -> torch.Tensor:
+    def forward(self, images, batch_size: int = 32) -> torch.Tensor:
         """(N, S, S, 3) uint8 -> (N, D) standardised float32 features on the CPU."""
         return (self.embeddings(images, batch_size) - self.mean.cpu()) / self.std.cpu()
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, retrieval, train
+from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, paths, retrieval, train
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,8 @@ class KeyAwareProtocol:
     results: list
     exact: bool
     scores: pd.DataFrame
+    #: the server's store when no folder was given (deleted with this object)
+    scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
 
 def run_protocol(study: Study, k: int = 5, n_queries: int = 4, store: str | Path | None = None) -> KeyAwareProtocol:
@@ -238,7 +240,8 @@ def run_protocol(study: Study, k: int = 5, n_queries: int = 4, store: str | Path
     params = cbkeys.CipherParams(block_size=sched.block_size, strength=0, swap=False)
     database = retrieval.Ciphertexts(tuple(db_ids), db, params, tuple(db.shape[1:3]))
     psi = features.FeatureModel(ex["transformed"], "pooled", ex["mean"], ex["std"])
-    store = Path(store) if store else Path(tempfile.mkdtemp(prefix="cbir-keyaware-")) / "store"
+    scratch = None if store else paths.scratch_dir("cbir-keyaware-")  # removed with the returned protocol
+    store = Path(store) if store else Path(scratch.name) / "store"
     server = retrieval.CloudServer.create(store, database, psi)
     test = ex["aligned"]["test"]
     q = retrieval.Ciphertexts(tuple(ex["ids"]["test"]), test, params, tuple(test.shape[1:3]))
@@ -251,7 +254,7 @@ def run_protocol(study: Study, k: int = 5, n_queries: int = 4, store: str | Path
     db_labels = np.concatenate([ex["labels"]["train"], ex["labels"]["val"]])
     scores = retrieval.retrieval_metrics(qf, ex["labels"]["test"], server.features, db_labels, ks=(1, 5, 10))
     table = scores.table.assign(domain="key-aligned shared key, transformed Psi", source="ours")
-    return KeyAwareProtocol(server, list(shown.ids), results, exact, table)
+    return KeyAwareProtocol(server, list(shown.ids), results, exact, table, scratch)
 
 
 def _plain_of(ex: dict, image_id: str) -> np.ndarray:

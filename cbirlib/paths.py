@@ -8,6 +8,7 @@ put that tree somewhere else.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -40,3 +41,9 @@ def default_dataset_dir() -> Path:
 def results_dir() -> Path:
     """``<root>/results``: tidy CSVs and provenance JSON written by the notebooks."""
     return project_root() / "results"
+
+
+def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A private temporary folder (``.name``) that is deleted when the returned object is garbage
+    collected or the interpreter exits; keep the object as long as the folder is in use."""
+    return tempfile.TemporaryDirectory(prefix=prefix)

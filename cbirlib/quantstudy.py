@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data as cbir_data, evaluate, features, models, quantize as qz, train
+from . import data as cbir_data, evaluate, features, models, paths, quantize as qz, train
 from .train import Domain, ExperimentConfig
 
 PAPER_CALIBRATORS = {"max": "max", "kl": "KL", "percentile": "99%"}
@@ -163,7 +162,8 @@ def onnx_int8(run: QuantRun, calib_images: int = 32, repeats: int = 3, workdir: 
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    work = Path(workdir or tempfile.mkdtemp(prefix="cbir-quant-"))
+    scratch = None if workdir else paths.scratch_dir("cbir-quant-")  # removed on return
+    work = Path(workdir or scratch.name)
     net = _Deployed(run.feature_model, run.head).eval()
     pre = run.feature_model.preprocess
     size = pre.image_size

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import cipher, data as cbir_data, keys, models, retrieval, train
+from . import cipher, data as cbir_data, keys, models, paths, retrieval, train
 from .train import Domain, ExperimentConfig
 
 
@@ -29,6 +29,8 @@ class ProtocolRun:
     results: list[retrieval.QueryResult]
     decrypted: list[np.ndarray]  # per query: (k, H, W, C) decrypted results
     classes: list[str]
+    #: the server's store when no folder was given (deleted with this object)
+    scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
 
 def user_key(cfg: ExperimentConfig, domain: Domain) -> keys.Key:
@@ -58,7 +60,8 @@ def run_protocol(cfg: ExperimentConfig, domain, k: int = 5, n_queries: int = 6,
     db_labels = np.concatenate([p[1] for p in parts])
     db_ids = [i for p in parts for i in p[2]]
     database = owner.encrypt_database(db_images, db_ids)
-    store = Path(store) if store else Path(tempfile.mkdtemp(prefix="cbir-protocol-")) / "store"
+    scratch = None if store else paths.scratch_dir("cbir-protocol-")  # removed with the returned run
+    store = Path(store) if store else Path(scratch.name) / "store"
     server = retrieval.CloudServer.create(store, database, fitted.feature_model)
     q_images, q_labels, q_ids = dataset.load("test", cfg.image_size, cfg.test_per_class)
     user = retrieval.QueryUser(user_key(cfg, domain))
@@ -70,7 +73,7 @@ def run_protocol(cfg: ExperimentConfig, domain, k: int = 5, n_queries: int = 6,
         released = owner.release_keys(r.ids)
         decrypted.append(user.decrypt_results(server.fetch(r.ids), released))
     return ProtocolRun(domain, owner, server, user, q_images[pick], q_labels[pick], [q_ids[i] for i in pick],
-                       encrypted, db_images, db_labels, db_ids, results, decrypted, dataset.classes)
+                       encrypted, db_images, db_labels, db_ids, results, decrypted, dataset.classes, scratch)
 
 
 def holdings(run: ProtocolRun) -> pd.DataFrame:

@@ -41,6 +41,14 @@ def test_onnx_int8_is_a_quarter_of_the_bytes(toy_run, tmp_path):
     assert 0 <= p.loc["int8 (MinMax)", "accuracy"] <= 1
 
 
+def test_onnx_int8_without_a_workdir_leaves_no_files_behind(toy_run, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    qs.onnx_int8(toy_run, calib_images=8, repeats=1, methods=("MinMax",))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_memory_table_counts_real_layers(toy_run):
     m = qs.memory_table(toy_run)
     last = m[(m.model.str.startswith("paper")) & (m["mode"] == "last") & (m.quantity == "weights")].value.iloc[0]

@@ -46,6 +46,8 @@ def project(tmp_path_factory):
         dst.parent.mkdir(parents=True, exist_ok=True)
         if (ROOT / rel).is_file():
             dst.write_bytes((ROOT / rel).read_bytes())
+            st = (ROOT / rel).stat()  # the checkout's times: the shared prerequisites stay up to date
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
     for name in (".venv", "data"):
         (copy / name).symlink_to(ROOT / name)
     folder = copy / "my-images"
@@ -60,11 +62,24 @@ def project(tmp_path_factory):
     return copy, folder
 
 
+def shared_stamps() -> dict[str, int]:
+    """mtime (ns) of every shared prerequisite and of the venv's editable-install finder."""
+    finder = next((ROOT / ".venv" / "lib").glob("python*/site-packages/__editable___cbirlib_*_finder.py"), None)
+    stamps = [ROOT / f for f in SHARED] + ([finder] if finder else [])
+    return {str(p.relative_to(ROOT)): p.stat().st_mtime_ns for p in stamps if p.exists()}
+
+
 def make(copy: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """make in the copy. `-o` keeps the top make off the shared prerequisites, the copied mtimes keep
+    sub-makes off them (make does not pass `-o` on); checked after every call: a copy that
+    reinstalled cbirlib would point the checkout's venv at the copy's sources."""
     keep = [a for f in SHARED for a in ("-o", f)]
     env = os.environ | {"CBIR_HOME": str(copy)}
-    return subprocess.run(["make", "--no-print-directory", *keep, *args], cwd=copy, capture_output=True, text=True,
+    before = shared_stamps()
+    proc = subprocess.run(["make", "--no-print-directory", *keep, *args], cwd=copy, capture_output=True, text=True,
                           env=env, timeout=timeout)
+    assert shared_stamps() == before, f"make {' '.join(args)} in the copy rebuilt a shared prerequisite"
+    return proc
 
 
 def book_hashes(html: Path) -> dict[str, str]:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -144,3 +146,18 @@ def test_feature_model_save_load(psi, tmp_path):
     path.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a readable feature model"):
         features.FeatureModel.load(path)
+
+
+def test_a_scratch_folder_is_removed_with_its_owner():
+    """The protocol runs keep their server's store in one; nothing is left in /tmp afterwards."""
+    import gc
+
+    from cbirlib import paths
+
+    scratch = paths.scratch_dir("cbir-test-")
+    folder = Path(scratch.name)
+    (folder / "store").mkdir()
+    (folder / "store" / "features.npy").write_bytes(b"0")
+    del scratch
+    gc.collect()
+    assert not folder.exists()
