@@ -397,3 +397,56 @@ def sweep_accuracy(view, title: str = "") -> plt.Figure:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
+
+
+def _short_claim(section: str, claim: str, width: int = 36) -> str:
+    text = claim.split(":")[0].replace("VGG-16, 8-px blocks, ", "VGG-16 8-px, ").replace(", int8 + fine-tuning", "")
+    text = {"Beyond the paper": "beyond: "}.get(section, "") + text
+    return text if len(text) <= width else text[:width - 1].rstrip(" ,") + "…"
+
+
+def scorecard_forest(card) -> plt.Figure:
+    """The scorecard's measured claims as a forest plot, one line per claim grouped by section and
+    coloured by verdict: accuracies on their own 0–1 axis (the paper's value ◆, ours ● with our 95 %
+    interval), the cipher's quality means (Table V) as a difference from the paper's value in %.
+    Claims without an interval (exact quantities, texts), and the paper's AES entropy (a constant
+    image, about 0 bits), are left to the table."""
+    from .scorecard import _COLOURS
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    has = card[card.low.notna() & card.high.notna() & card.ours.map(number)]
+    rates = has[has.section != "Encryption"]
+    means = has[(has.section == "Encryption") & has.paper.map(number)]
+    means = means[means.paper.astype(float).abs() > 1e-6]
+    edge = {"reproduced": "#2e7d32", "differs": "#b26a00", "paper error": "#c62828",
+            "not comparable here": "#3f5f8f", "new result": "#6a4c93", "not reproducible here": "#666666"}
+    heights = [max(len(rates), 1), max(len(means), 1)]
+    fig, axes = plt.subplots(2, 1, figsize=(7.2, 0.32 * sum(heights) + 2.4), gridspec_kw={"height_ratios": heights})
+    for ax, rows, relative in ((axes[0], rates, False), (axes[1], means, True)):
+        for i, r in enumerate(rows.itertuples(index=False)):
+            y = len(rows) - 1 - i
+            vals = [float(r.ours), float(r.low), float(r.high)]
+            if relative:
+                p = float(r.paper)
+                vals = [100 * (v - p) / abs(p) for v in vals]
+            elif number(r.paper):
+                ax.plot(float(r.paper), y, "D", color="black", ms=5, zorder=3)
+            ax.plot(vals[1:], [y, y], color=edge[r.verdict], lw=2.4)
+            ax.plot(vals[0], y, "o", color=edge[r.verdict], ms=5)
+        labels = [_short_claim(r.section, r.claim) for r in rows.itertuples(index=False)]
+        ax.set_yticks(range(len(rows) - 1, -1, -1), labels, fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        if relative:
+            ax.axvline(0, color="black", lw=1)
+            ax.set_xlabel("Table V: (ours − paper) / paper, %", fontsize=10)
+        else:
+            ax.set_xlim(0, 1)
+            ax.set_xlabel("accuracy: ◆ paper, ● ours, 95 % interval", fontsize=10)
+    shown = set(rates.verdict) | set(means.verdict)
+    handles = [plt.Line2D([], [], color=edge[v], marker="o", lw=2, label=v) for v in _COLOURS if v in shown]
+    fig.legend(handles=handles, fontsize=9, loc="upper center", ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig

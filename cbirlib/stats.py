@@ -1,6 +1,7 @@
 """Uncertainty for every rate the book reports, and paired tests between variants.
 
 - :func:`wilson`: Wilson score 95% interval of a proportion k/n (scipy's ``binomtest``);
+- :func:`mean_interval`: Student-t interval of a mean from its standard deviation and count;
 - :func:`bootstrap_mean`: percentile bootstrap interval of a mean over units (e.g. per-query
   average precision for mAP), seeded;
 - :func:`mcnemar`: exact McNemar test of two classifiers on the same test images (two-sided
@@ -29,6 +30,20 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     ci = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def mean_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of a mean over ``n`` units with sample standard deviation ``std``
+    (NaN, NaN when n < 2).
+
+    >>> [round(x, 2) for x in mean_interval(10.0, 2.0, 30)]
+    [9.25, 10.75]
+    """
+    n = int(n)
+    if n < 2 or not np.isfinite(std):
+        return float("nan"), float("nan")
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, n - 1) * float(std) / np.sqrt(n))
+    return float(mean) - half, float(mean) + half
 
 
 def bootstrap_mean(values, confidence: float = 0.95, resamples: int = 2000, seed: int = 0

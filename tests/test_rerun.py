@@ -63,9 +63,10 @@ def project(tmp_path_factory):
 
 
 def shared_stamps() -> dict[str, int]:
-    """mtime (ns) of every shared prerequisite and of the venv's editable-install finder."""
+    """mtime (ns) of every shared prerequisite, the venv's editable-install finder and its kernel spec."""
     finder = next((ROOT / ".venv" / "lib").glob("python*/site-packages/__editable___cbirlib_*_finder.py"), None)
-    stamps = [ROOT / f for f in SHARED] + ([finder] if finder else [])
+    kernel = ROOT / ".venv" / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+    stamps = [ROOT / f for f in SHARED] + ([finder] if finder else []) + [kernel]
     return {str(p.relative_to(ROOT)): p.stat().st_mtime_ns for p in stamps if p.exists()}
 
 

@@ -17,10 +17,12 @@ def _table_v_results(root, aes_paper_entropy):
         for metric, v in vals.items():
             rows.append(dict(method=name, metric=metric, source="paper",
                              value=aes_paper_entropy if (method, metric) == ("AES", "entropy") else v))
-    ours = {"entropy": 7.35, "mse": 12000.0, "ssim": 0.5, "psnr": 7.0}
-    for metric, v in ours.items():
-        rows.append(dict(method="MTCE (b=8, s=255)", metric=metric, source="ours", value=v))
-        rows.append(dict(method="AES-128-CTR", metric=metric, source="ours", value=v + (0.6 if metric == "entropy" else 0)))
+    # means over 30 images with their standard deviations: intervals of ±0.37 std
+    ours = {"entropy": (7.35, 0.2), "mse": (12000.0, 1500.0), "ssim": (0.5, 0.1), "psnr": (7.0, 0.5)}
+    for metric, (v, sd) in ours.items():
+        rows.append(dict(method="MTCE (b=8, s=255)", metric=metric, source="ours", value=v, std=sd, n=30))
+        rows.append(dict(method="AES-128-CTR", metric=metric, source="ours", value=v + (0.6 if metric == "entropy" else 0),
+                         std=sd, n=30))
     _write(root, "01_encryption", "table_v", rows)
     _write(root, "01_encryption", "aes_entropy_check", [
         dict(quantity="AES entropy printed in Table V", value=aes_paper_entropy, source="paper"),
@@ -31,17 +33,21 @@ def _table_v_results(root, aes_paper_entropy):
 def test_table_v_verdicts(tmp_path):
     _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
     rows = {r.claim: r for r in scorecard.table_v(scorecard.Results(tmp_path))}
-    assert rows["MTCE entropy"].verdict == "reproduced"          # 7.35 vs 7.392, within 0.1 bit
-    assert rows["MTCE mse"].verdict == "reproduced"              # within 10 %
-    assert rows["MTCE ssim"].verdict == "differs"                # 0.5 vs 0.273
+    assert rows["MTCE entropy"].verdict == "reproduced"          # 7.392 inside 7.35 ± 0.075
+    assert rows["MTCE mse"].verdict == "differs"                 # 12766 outside 12000 ± 560
+    assert rows["MTCE psnr"].verdict == "differs"                # 7.07 inside 7.0 ± 0.19, but PSNR is MSE's
+    assert "judged with MSE" in rows["MTCE psnr"].note
+    assert rows["MTCE ssim"].verdict == "differs"                # 0.273 outside 0.5 ± 0.037
     assert rows["AES entropy"].verdict == "paper error"          # the constant-image value
+    assert rows["AES mse"].verdict == "not comparable here"      # the paper's AES image was constant
     assert rows["MTCE ssim"].difference == pytest.approx(0.5 - 0.273204)
+    assert rows["MTCE ssim"].n == 30 and rows["MTCE ssim"].low == pytest.approx(0.5 - 2.0452 * 0.1 / 30 ** 0.5, abs=1e-4)
 
 
 def test_aes_entropy_is_not_called_an_error_without_the_evidence(tmp_path):
     _table_v_results(tmp_path, 7.99)
     rows = {r.claim: r for r in scorecard.table_v(scorecard.Results(tmp_path))}
-    assert rows["AES entropy"].verdict == "reproduced"          # 7.95 vs 7.99: the tolerance decides
+    assert rows["AES entropy"].verdict == "not comparable here"  # no constant-image evidence: not judged as AES
 
 
 def test_key_space_verdicts(tmp_path):
@@ -55,10 +61,46 @@ def test_key_space_verdicts(tmp_path):
     assert scorecard.key_space(scorecard.Results(tmp_path))[0].verdict == "reproduced"
 
 
-def test_tolerance_edges():
-    assert scorecard._within(0.97, 1.0, 0.03) == "reproduced"   # exactly the tolerance
-    assert scorecard._within(0.97, 1.0, 0.029) == "differs"
-    assert scorecard._within_rel(100.0, 110.0, 0.1) == "reproduced"
+def test_tolerance_edges_for_quantities_without_noise():
+    assert scorecard._tolerance(0.25, 0.26, "int8 / fp32 bytes") == "reproduced"   # exactly the tolerance
+    assert scorecard._tolerance(0.25, 0.2601, "int8 / fp32 bytes") == "differs"
+    assert scorecard._tolerance(1000.0, 1010.0, "key space bits") == "reproduced"   # 1 % of the paper's value
+
+
+def test_a_rate_is_judged_by_its_interval_and_not_judged_when_not_comparable():
+    row = scorecard._rate_row("S", "T", "c", 0.9, 0.85, 0.80, 0.91, 100, "", "x#y", True)
+    assert row.verdict == "reproduced" and "inside" in row.note
+    row = scorecard._rate_row("S", "T", "c", 0.95, 0.85, 0.80, 0.91, 100, "", "x#y", True)
+    assert row.verdict == "differs"
+    row = scorecard._rate_row("S", "T", "c", 0.95, 0.85, 0.80, 0.91, 100, "", "x#y", False, "a CPU stand-in")
+    assert row.verdict == "not comparable here" and "a CPU stand-in" in row.note and "outside" in row.note
+
+
+def _classification_results(root, profile, ours_acc):
+    rows = []
+    for model in ("vit", "vgg16"):
+        for domain in ("plaintext", "MTCE 8-px blocks", "MTCE 1-px blocks"):
+            for cls in ("a", "b", "c"):
+                rows.append(dict(model=model, domain=domain, **{"class": cls}, metric="recall", value=0.9, source="paper"))
+                rows.append(dict(model=model, domain=domain, **{"class": cls}, metric="support", value=20, source="ours"))
+            rows.append(dict(model=model, domain=domain, **{"class": "all"}, metric="accuracy",
+                             value=ours_acc[domain], source="ours"))
+    _write(root, "02_classification", "table_vi_vii", rows, {"profile": profile})
+
+
+def test_classification_has_one_row_per_model_and_domain_judged_only_at_the_paper_profile(tmp_path):
+    accs = {"plaintext": 0.9, "MTCE 8-px blocks": 0.6, "MTCE 1-px blocks": 0.25}
+    _classification_results(tmp_path, "paper", accs)
+    rows = scorecard.tables_vi_vii(scorecard.Results(tmp_path))
+    assert len(rows) == 2 * 3 + 2  # no figure duplicates: Figs. 6-7 share the tables' rows
+    by = {(r.claim.split(",")[0], r.claim.split(",")[1].split(":")[0].strip()): r for r in rows[:6]}
+    assert by[("ViT", "plaintext")].verdict == "reproduced" and by[("ViT", "plaintext")].n == 60
+    assert by[("ViT", "8-px blocks")].verdict == "differs"
+    assert rows[6].verdict == "reproduced"  # 0.9 > 0.6 > 0.25 with intervals apart at n = 60
+    _classification_results(tmp_path, "cpu", accs)
+    rows = scorecard.tables_vi_vii(scorecard.Results(tmp_path))
+    assert {r.verdict for r in rows[:6]} == {"not comparable here"}
+    assert all("not the paper's setup" in r.note for r in rows[:6])
 
 
 def test_missing_results_name_the_notebook(tmp_path):
@@ -75,12 +117,15 @@ def test_build_tidy_counts_and_html(tmp_path):
     _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
     card = scorecard.build(tmp_path, claims=[scorecard.table_v])
     assert len(card) == 8 and set(card.verdict) <= set(scorecard.VERDICTS)
+    assert card.loc[card.claim == "MTCE ssim", "low"].notna().all()
     long = scorecard.tidy(card)
     assert sorted(long.source.unique()) == ["ours", "paper"] and len(long) == 16
+    assert long.loc[long.source == "paper", "low"].isna().all()
     counts = scorecard.counts(card)
     assert list(counts.verdict) == list(scorecard.VERDICTS) and counts.claims.sum() == 8
     html = scorecard.to_html(card)
     assert 'href="01_encryption.html#table-v-beside-the-paper"' in html and "paper error" in html
+    assert "n = 30" in html  # the interval and its count under ours
 
 
 def test_evidence_links_use_sphinx_section_ids():
@@ -127,3 +172,20 @@ def test_every_evidence_link_names_a_section_of_its_chapter():
         heads = {line.lstrip("#").strip() for c in cells if c["cell_type"] == "markdown"
                  for line in "".join(c["source"]).splitlines() if line.startswith("#")}
         assert section in heads, f"{nb} has no section {section!r}"
+
+
+def test_the_forest_plot_draws_every_claim_with_an_interval(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cbirlib import plots
+
+    _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
+    _classification_results(tmp_path, "cpu", {"plaintext": 0.9, "MTCE 8-px blocks": 0.6, "MTCE 1-px blocks": 0.35})
+    card = scorecard.build(tmp_path, claims=[scorecard.table_v, scorecard.tables_vi_vii])
+    fig = plots.scorecard_forest(card)
+    rates, means = fig.axes[:2]
+    assert len(rates.get_yticklabels()) == 6  # the six accuracy rows
+    assert len(means.get_yticklabels()) == 7  # Table V without the paper's ~0-bit AES entropy
+    assert min(t.get_fontsize() for ax in fig.axes for t in ax.get_yticklabels() + ax.get_xticklabels()) >= 9
+    assert rates.get_xlim() == (0.0, 1.0)
