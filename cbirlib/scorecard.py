@@ -201,8 +201,9 @@ def table_v(r: Results, aes_method: str = "AES-128-CTR") -> list[Row]:
             elif paper_method == "AES":
                 rows.append(_rate_row("Encryption", "Table V", claim, p, float(o["value"]), low, high, n,
                                       f"ours: {ours_method}, mean over the test images", ev, False,
-                                      "the paper's AES image was constant (entropy row), so its AES numbers "
-                                      "are not AES's", unit))
+                                      "the paper's AES entropy is a constant image's (entropy row) and no "
+                                      "control reproduces its AES column (the cipher chapter's AES controls), "
+                                      "so what it measured is unknown", unit))
             else:
                 rows.append(_rate_row("Encryption", "Table V", claim, p, float(o["value"]), low, high, n,
                                       f"ours: {ours_method}, mean over our test images (the paper's are not "
