@@ -16,7 +16,7 @@ QUIET_PIP := 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2
 
 LIB        := $(wildcard cbirlib/*.py)
 NOTEBOOKS  := $(sort $(wildcard notebooks/*.ipynb))
-BOOK_SRC   := $(wildcard book/*.md book/*.yml) CITATION.cff
+BOOK_SRC   := $(wildcard book/*.md book/*.yml book/_css/*.css) CITATION.cff
 BOOK_INDEX := book/_build/html/index.html
 # `papermill --help-notebook` of every notebook, included by the book's "how to rerun" page
 PARAM_HELP := $(patsubst notebooks/%.ipynb,book/_generated/%.parameters.txt,$(NOTEBOOKS))

@@ -7,6 +7,19 @@ import numpy as np
 
 from .data import ImageDataset, read_rgb
 
+#: the width (inches) figures are shown at in the book's text column; a wider figure is scaled down
+BOOK_WIDTH_IN = 7.2
+
+
+def smallest_text_pt(fig: plt.Figure, width_in: float = BOOK_WIDTH_IN) -> float:
+    """The smallest font size (points) of any visible, non-empty text in ``fig`` as it reads when the
+    figure is shown ``width_in`` inches wide (wider figures are scaled down, narrower ones are not
+    scaled up)."""
+    fig.canvas.draw()
+    scale = min(1.0, width_in / fig.get_figwidth())
+    sizes = [t.get_fontsize() for t in fig.findobj(plt.Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) * scale if sizes else float("inf")
+
 
 def montage(dataset: ImageDataset, per_class: int = 6, split: str | None = None,
             image_size: int = 224) -> plt.Figure:
@@ -85,25 +98,28 @@ def metric_lines(summary, x: str, metrics: list[str], title: str = "") -> plt.Fi
     return fig
 
 
-def confusion_matrices(confusion, classes: list[str]) -> plt.Figure:
-    """Seaborn heatmaps with counts: one row per model, one panel per domain."""
+def confusion_matrices(confusion, classes: list[str], columns: int = 3) -> plt.Figure:
+    """Seaborn heatmaps with counts, one panel per (model, domain), ``columns`` panels a row (the
+    book's width), titles wrapped."""
+    import textwrap
+
     import seaborn as sns
 
-    model_names = list(dict.fromkeys(confusion.model))
-    domains = list(dict.fromkeys(confusion.domain))
-    fig, axes = plt.subplots(len(model_names), len(domains), squeeze=False,
-                             figsize=(2.5 * len(domains), 2.5 * len(model_names)))
-    for r, model in enumerate(model_names):
-        for c, domain in enumerate(domains):
-            ax = axes[r, c]
-            g = confusion[(confusion.model == model) & (confusion.domain == domain)]
-            if g.empty:
-                ax.set_axis_off()
-                continue
-            m = g.pivot(index="true", columns="predicted", values="count").reindex(index=classes, columns=classes)
-            sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, square=True)
-            ax.set_title(f"{model}: {domain}", fontsize=8)
-            ax.tick_params(labelsize=7)
+    panels = [(m, d) for m in dict.fromkeys(confusion.model) for d in dict.fromkeys(confusion.domain)
+              if len(confusion[(confusion.model == m) & (confusion.domain == d)])]
+    cols = min(columns, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(2.4 * cols, 2.6 * rows))
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    for ax, (model, domain) in zip(axes.flat, panels):
+        g = confusion[(confusion.model == model) & (confusion.domain == domain)]
+        m = g.pivot(index="true", columns="predicted", values="count").reindex(index=classes, columns=classes)
+        sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax, square=True, annot_kws={"fontsize": 10})
+        ax.set_title("\n".join(textwrap.wrap(f"{model}: {domain}", 26)), fontsize=9)
+        ax.set_xlabel("predicted", fontsize=9)
+        ax.set_ylabel("true", fontsize=9)
+        ax.tick_params(labelsize=9)
     fig.tight_layout()
     return fig
 
@@ -235,15 +251,19 @@ def threshold_histogram(weights, thresholds: dict[str, float], title: str = "") 
 
 
 def quant_tradeoff(onnx_table) -> plt.Figure:
-    """Accuracy against batch-32 latency, marker area ~ model bytes, fp32 vs int8 calibrators."""
+    """Accuracy (axis from 0) against batch-32 latency, one marker per model (area ~ file size),
+    named in the legend with its size, fp32 against the int8 calibrators."""
     o = onnx_table.pivot(index="model", columns="metric", values="value")
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for name, r in o.iterrows():
-        ax.scatter(r["latency_ms_batch32"], r["accuracy"], s=r["bytes"] / 2e5, alpha=0.6)
-        ax.annotate(f"{name}\n{r['bytes'] / 1e6:.1f} MB", (r["latency_ms_batch32"], r["accuracy"]), fontsize=7,
-                    xytext=(5, 5), textcoords="offset points")
-    ax.set(xlabel="latency, batch 32 (ms)", ylabel="test accuracy")
-    ax.margins(0.3)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for (name, r), marker in zip(o.iterrows(), "os^vD<>"):
+        ax.scatter(r["latency_ms_batch32"], r["accuracy"], s=max(r["bytes"] / 2e5, 20), alpha=0.7, marker=marker,
+                   label=f"{name}, {r['bytes'] / 1e6:.1f} MB")
+    ax.set_xlabel("latency, batch 32 (ms)", fontsize=9)
+    ax.set_ylabel("test accuracy", fontsize=9)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, o["latency_ms_batch32"].max() * 1.15)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=8, loc="lower right", markerscale=0.6)
     fig.tight_layout()
     return fig
 
@@ -262,8 +282,10 @@ def attack_success(jigsaw, metric: str = "neighbour") -> plt.Figure:
             ax.plot(ch.block_size, ch.value, linestyle=":", color=line.get_color(), linewidth=1)
         ax.set(xscale="log", xlabel="block size (px)", title=f"strength {s}", ylim=(0, 1.02))
         ax.set_xticks(sorted(g.block_size.unique()), [str(b) for b in sorted(g.block_size.unique())])
+        ax.xaxis.set_minor_locator(plt.NullLocator())  # only the block sizes, no log-scale minor labels
+        ax.tick_params(labelsize=9)
     axes[0, 0].set_ylabel(f"{metric} comparison")
-    axes[0, -1].legend(fontsize=6, title="dotted: random placement", title_fontsize=6)
+    axes[0, -1].legend(fontsize=8, title="dotted: random placement", title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -279,7 +301,7 @@ def kpa_curves(kpa) -> plt.Figure:
         ax.plot(b.pairs, b.value, linestyle=":", color=line.get_color(), linewidth=1)
     ax.set(xlabel="known plaintext–ciphertext pairs", ylabel="unseen values recovered", ylim=(-0.02, 1.02),
            xticks=sorted(kpa.pairs.unique()))
-    ax.legend(fontsize=7, title="dotted: an unrelated key", title_fontsize=6)
+    ax.legend(fontsize=8, title="dotted: an unrelated key", title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -356,7 +378,7 @@ def sweep_accuracy(view, title: str = "") -> plt.Figure:
     domains = [d for d in ("plaintext", "MTCE 8-px blocks", "MTCE 1-px blocks") if d in set(view.domain)]
     labels = {"plaintext": "plaintext", "MTCE 8-px blocks": "8-px blocks", "MTCE 1-px blocks": "1-px blocks"}
     model_names = list(dict.fromkeys(view.model))
-    fig, axes = plt.subplots(1, len(model_names), figsize=(4.6 * len(model_names), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(model_names), figsize=(3.6 * len(model_names), 3.8), squeeze=False, sharey=True)
     width = 0.8 / (len(_SERIES) + 1)
     for ax, model in zip(axes[0], model_names):
         g = view[view.model == model]

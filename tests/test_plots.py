@@ -1,0 +1,93 @@
+"""Figures read at the book's width: no text below 7 pt once scaled to the text column, tick
+labels as numbers, accuracy axes from 0."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from cbirlib import plots  # noqa: E402
+
+MIN_PT = 7.0
+
+
+def _confusion(models=("vit", "vgg16"), domains=("plaintext", "MTCE 16-px blocks", "MTCE 8-px blocks",
+                                                   "MTCE 4-px blocks", "MTCE 1-px blocks")):
+    classes = ["bone", "brain", "chest"]
+    return pd.DataFrame([dict(model=m, domain=d, true=t, predicted=p, count=int(t == p) * 20 + 2)
+                         for m in models for d in domains for t in classes for p in classes]), classes
+
+
+def _jigsaw():
+    rows = []
+    for s in (0, 255):
+        for b in (4, 8, 14, 16, 32):
+            for attack in ("MTCE, per-image keys", "block shuffle only"):
+                rows += [dict(strength=s, block_size=b, attack=attack, metric="neighbour", value=0.5),
+                         dict(strength=s, block_size=b, attack=attack, metric="chance_neighbour", value=0.3)]
+    return pd.DataFrame(rows)
+
+
+def _onnx():
+    rows = []
+    for name, acc, lat, size in (("fp32", 0.70, 2500, 5.9e7), ("int8 (MinMax)", 0.69, 500, 1.5e7),
+                                 ("int8 (Entropy)", 0.68, 540, 1.5e7), ("int8 (Percentile)", 0.70, 490, 1.5e7)):
+        rows += [dict(model=name, metric="accuracy", value=acc), dict(model=name, metric="latency_ms_batch32", value=lat),
+                 dict(model=name, metric="bytes", value=size)]
+    return pd.DataFrame(rows)
+
+
+def _sweep_view():
+    rows = []
+    for model in ("vit", "vgg16"):
+        for trainable in ("all", "head"):
+            for key in ("per-image", "shared"):
+                for d in ("plaintext", "MTCE 8-px blocks", "MTCE 1-px blocks"):
+                    rows.append(dict(model=model, trainable=trainable, key_mode="none" if d == "plaintext" else key,
+                                     domain=d, value=0.6, ci_low=0.55, ci_high=0.65, value_probe=0.5,
+                                     ci_low_probe=0.45, ci_high_probe=0.55, paper=0.9))
+    return pd.DataFrame(rows)
+
+
+FIGURES = {
+    "confusion matrices (10 panels)": lambda: plots.confusion_matrices(*_confusion()),
+    "Fig. 8 (long variant names)": lambda: plots.confusion_matrices(*_confusion(
+        ("vgg16",), ("fp32 (no quantization)", "last layer (max), int8 + fine-tuning",
+                     "fully (int8 weights, activations uncalibrated: range [-1, 1] assumed)"))),
+    "jigsaw attack": lambda: plots.attack_success(_jigsaw()),
+    "int8 trade-off": lambda: plots.quant_tradeoff(_onnx()),
+    "classification sweep": lambda: plots.sweep_accuracy(_sweep_view(), "a title"),
+}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_no_text_is_smaller_than_7_pt_at_the_books_width(name):
+    fig = FIGURES[name]()
+    assert plots.smallest_text_pt(fig) >= MIN_PT, name
+
+
+def test_the_jigsaw_axis_shows_the_block_sizes_and_nothing_else():
+    fig = plots.attack_success(_jigsaw())
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels(minor=False) if t.get_text()]
+    assert labels == ["4", "8", "14", "16", "32"]
+    assert not [t.get_text() for t in fig.axes[0].get_xticklabels(minor=True) if t.get_text()]
+
+
+def test_the_int8_tradeoff_accuracy_axis_starts_at_0():
+    ax = plots.quant_tradeoff(_onnx()).axes[0]
+    assert ax.get_ylim()[0] == 0 and ax.get_xlim()[0] == 0
+
+
+def test_smallest_text_scales_a_wide_figure_down():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(14.4, 2))
+    ax.set_title("x", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    assert plots.smallest_text_pt(fig) == pytest.approx(5.0)
+    assert np.isfinite(plots.smallest_text_pt(fig, width_in=14.4))
