@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import attacks, cipher, data as cbdata, keys as cbkeys
+from . import attacks, cipher, data as cbdata, keys as cbkeys, stats
 from .train import KEY_MODES
 
 
@@ -217,7 +217,8 @@ def probe_table(train: tuple[np.ndarray, np.ndarray, Sequence[str]], test: tuple
                 block_sizes: Sequence[int], strength: int, seed: int = 0) -> pd.DataFrame:
     """Ciphertext-only linear probe: accuracy of predicting the class from
     :func:`attacks.ciphertext_statistics` of per-image-key ciphertexts, per block size, beside the
-    same probe on plaintext statistics and the majority-class rate (chance)."""
+    same probe on plaintext statistics and the majority-class rate (chance); the accuracy rows carry
+    the test count ``n`` and the Wilson 95 % interval (``ci_low``, ``ci_high``)."""
     rows = []
     (xtr, ytr, idtr), (xte, yte, idte) = train, test
     chance = float(np.bincount(yte).max() / len(yte))
@@ -231,8 +232,9 @@ def probe_table(train: tuple[np.ndarray, np.ndarray, Sequence[str]], test: tuple
             stat_b = max(int(b), 4)                      # block statistics on 4-px windows below 4 px
             ftr, fte = attacks.ciphertext_statistics(etr, stat_b), attacks.ciphertext_statistics(ete, stat_b)
         acc = attacks.linear_probe(ftr, ytr, fte, yte, seed)
+        low, high = stats.wilson(round(acc * len(yte)), len(yte))
         rows += [dict(domain="plaintext" if b == "plaintext" else f"MTCE {b}-px blocks", block_size=b if b != "plaintext" else 0,
-                      metric="probe_accuracy", value=acc, source="ours"),
+                      metric="probe_accuracy", value=acc, source="ours", n=len(yte), ci_low=low, ci_high=high),
                  dict(domain="plaintext" if b == "plaintext" else f"MTCE {b}-px blocks", block_size=b if b != "plaintext" else 0,
                       metric="chance", value=chance, source="ours")]
     return pd.DataFrame(rows)

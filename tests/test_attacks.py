@@ -132,3 +132,20 @@ def test_circular_spread_ignores_the_substitution_byte(shift, seed):
     shifted = ((v.astype(np.int16) + shift) % 256).astype(np.uint8)
     assert np.allclose(attacks.circular_spread(v), attacks.circular_spread(shifted), atol=1e-2)
     assert (attacks.circular_spread(np.full((1, 8), 7, np.uint8)) < 1e-2).all()
+
+
+def test_the_probe_table_gives_each_accuracy_its_count_and_interval():
+    from cbirlib import securitystudy
+
+    rng = np.random.default_rng(0)
+    levels = (40, 128, 215)
+
+    def split(n):
+        y = np.repeat(np.arange(3), n)
+        x = np.stack([np.clip(rng.normal(levels[k], 20, (16, 16, 3)), 0, 255).astype(np.uint8) for k in y])
+        return x, y, [f"i{k}-{i}" for i, k in enumerate(y)]
+
+    t = securitystudy.probe_table(split(8), split(4), [8], strength=0)
+    acc = t[t.metric == "probe_accuracy"]
+    assert (acc.n == 12).all() and (acc.ci_low <= acc.value).all() and (acc.value <= acc.ci_high).all()
+    assert t[t.metric == "chance"].n.isna().all()
