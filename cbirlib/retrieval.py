@@ -443,6 +443,41 @@ def per_query(rel: np.ndarray, k: int = 10) -> pd.DataFrame:
                          "k": kk})
 
 
+def source_breakdown(query_features: np.ndarray, query_labels: np.ndarray, query_sources: Sequence[str],
+                     db_features: np.ndarray, db_labels: np.ndarray, db_sources: Sequence[str], k: int = 10,
+                     metric: str = "euclidean") -> dict[str, float]:
+    """How much of a retrieval score comes from the query's own source (the scan, or volume, an
+    image was sliced from): mAP and P@k over the whole database, the share of the top k that comes
+    from the query's own source, and mAP and P@k when the query's own source is taken out of the
+    database (every relevant image then comes from another scan). Relevance = same class.
+
+    >>> q = np.array([[0.0], [10.0]]); db = np.array([[0.1], [9.9], [5.0]])
+    >>> r = source_breakdown(q, np.array([0, 1]), ["a", "b"], db, np.array([0, 1, 0]), ["a", "b", "c"], k=1)
+    >>> r["share_top_k_same_source"], r["precision@k_other_sources"]
+    (1.0, 0.5)
+    """
+    from scipy.spatial.distance import cdist
+
+    qs, ds = np.asarray(query_sources), np.asarray(db_sources)
+    order = np.argsort(cdist(query_features, db_features, metric=metric), axis=1, kind="stable")
+    rel = db_labels[order] == np.asarray(query_labels)[:, None]
+    same = ds[order] == qs[:, None]
+    kk = min(k, rel.shape[1])
+
+    def ap_and_pk(r: np.ndarray) -> tuple[float, float]:
+        if not r.any():
+            return 0.0, 0.0
+        prec = np.cumsum(r) / np.arange(1, len(r) + 1)
+        return float((prec * r).sum() / r.sum()), float(r[:kk].mean())
+
+    full = [ap_and_pk(r) for r in rel]
+    other = [ap_and_pk(r[~m]) for r, m in zip(rel, same)]  # one ranking per query, not per pixel
+    return {"mAP": float(np.mean([a for a, _ in full])), "precision@k": float(np.mean([p for _, p in full])),
+            "share_top_k_same_source": float(same[:, :kk].mean()),
+            "mAP_other_sources": float(np.mean([a for a, _ in other])),
+            "precision@k_other_sources": float(np.mean([p for _, p in other])), "k": kk}
+
+
 def retrieval_metrics(query_features: np.ndarray, query_labels: np.ndarray, db_features: np.ndarray,
                       db_labels: np.ndarray, ks: Sequence[int] = (1, 5, 10, 100), metric: str = "euclidean",
                       query_ids: Sequence[str] | None = None, db_ids: Sequence[str] | None = None

@@ -161,3 +161,19 @@ def test_a_scratch_folder_is_removed_with_its_owner():
     del scratch
     gc.collect()
     assert not folder.exists()
+
+
+def test_source_breakdown_agrees_with_retrieval_metrics_and_removes_only_the_own_source():
+    from cbirlib import retrieval
+
+    rng = np.random.default_rng(0)
+    q, db = rng.normal(size=(12, 5)), rng.normal(size=(40, 5))
+    ql, dbl = rng.integers(0, 3, 12), rng.integers(0, 3, 40)
+    full = retrieval.retrieval_metrics(q, ql, db, dbl, ks=(10,)).table
+    elsewhere = retrieval.source_breakdown(q, ql, [f"q{i}" for i in range(12)], db, dbl, [f"d{i}" for i in range(40)])
+    assert elsewhere["mAP"] == pytest.approx(float(full.loc[full.metric == "mAP", "value"].iloc[0]))
+    assert elsewhere["share_top_k_same_source"] == 0.0
+    assert elsewhere["mAP_other_sources"] == pytest.approx(elsewhere["mAP"])
+    # every database image from the query's own source and of its class: nothing relevant is left elsewhere
+    one = retrieval.source_breakdown(q[:1], np.array([0]), ["s"], db, np.zeros(40, int), ["s"] * 40)
+    assert one["share_top_k_same_source"] == 1.0 and one["mAP_other_sources"] == 0.0
