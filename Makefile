@@ -153,7 +153,7 @@ test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights #
 
 reference-book: $(VENV)/.installed $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## build the book from the committed reference notebooks (no execution)
 	rm -rf $(REF_BOOK) && mkdir -p $(REF_BOOK)/executed
-	cp -r book/*.md book/*.yml book/_vendor book/_generated $(REF_BOOK)/
+	cp -r book/*.md book/*.yml book/_vendor book/_css book/_generated $(REF_BOOK)/
 	cp notebooks/*.ipynb $(REF_BOOK)/executed/
 	$(CBIR) book hide-injected $(REF_BOOK)/executed/*.ipynb
 	$(VENV)/bin/jupyter-book build -W -n --keep-going $(REF_BOOK) > $(REF_BOOK)/build.log 2>&1 || (cat $(REF_BOOK)/build.log; exit 1)

@@ -139,7 +139,7 @@ def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results
 # --------------------------------------------------------------------------- variant books
 
 #: the files of book/ a variant book is built from (its executed chapters are its own)
-BOOK_SOURCES = ("*.md", "*.yml", "_vendor", "_generated")
+BOOK_SOURCES = ("*.md", "*.yml", "_vendor", "_css", "_generated")
 
 
 @dataclass(frozen=True)
