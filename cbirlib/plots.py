@@ -467,8 +467,14 @@ def scorecard_forest(card) -> plt.Figure:
         else:
             ax.set_xlim(0, 1)
             ax.set_xlabel("accuracy: ◆ paper, ● ours, 95 % interval", fontsize=10)
+    for ax, rows in ((axes[0], rates), (axes[1], means)):
+        if rows.empty:  # e.g. a run on other data: every claim not comparable, nothing measured to draw
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "no measured claim with an interval in this run", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=10)
     shown = set(rates.verdict) | set(means.verdict)
     handles = [plt.Line2D([], [], color=edge[v], marker="o", lw=2, label=v) for v in _COLOURS if v in shown]
-    fig.legend(handles=handles, fontsize=9, loc="upper center", ncol=len(handles), frameon=False)
+    if handles:
+        fig.legend(handles=handles, fontsize=9, loc="upper center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig

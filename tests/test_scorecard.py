@@ -189,3 +189,14 @@ def test_the_forest_plot_draws_every_claim_with_an_interval(tmp_path):
     assert len(means.get_yticklabels()) == 7  # Table V without the paper's ~0-bit AES entropy
     assert min(t.get_fontsize() for ax in fig.axes for t in ax.get_yticklabels() + ax.get_xticklabels()) >= 9
     assert rates.get_xlim() == (0.0, 1.0)
+
+
+def test_the_forest_plot_of_a_run_with_nothing_comparable_says_so(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cbirlib import plots
+
+    card = scorecard.build(tmp_path, claims=[scorecard.memory, scorecard.fig_4])  # evidence missing
+    fig = plots.scorecard_forest(card)
+    assert any("no measured claim" in t.get_text() for ax in fig.axes for t in ax.texts)
