@@ -92,3 +92,16 @@ def test_study_config_rejects_bad_parameters(bad, message):
     with pytest.raises(train.ExperimentError, match=message):
         keyawarestudy.StudyConfig(**bad)
     assert "key_mode" not in keyawarestudy.StudyConfig().record()
+
+
+def test_the_intensity_histogram_matches_numpy_image_by_image():
+    import numpy as np
+
+    from cbirlib import keyawarestudy as ks
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    images[0] = 255  # the top edge lands in the last bin
+    got = ks.intensity_histogram(images, bins=32).numpy()
+    grey = images.reshape(4, -1, 3).mean(-1)
+    want = np.stack([np.histogram(g, bins=np.linspace(0, 256, 33))[0] for g in grey])
+    assert np.array_equal(got, want) and got.sum(1).tolist() == [64] * 4
