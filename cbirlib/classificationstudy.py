@@ -26,9 +26,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -37,7 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import attacks, data as cbir_data, features, models, profiles, provenance, quantstudy, retrieval, splits, stats, train
+from . import (attacks, data as cbir_data, features, models, profiles, provenance, quantstudy, results, retrieval, splits,
+               stats, train)
 from .train import Domain, ExperimentConfig, ExperimentError
 
 #: keys a sweep point may set besides those of :class:`~cbirlib.train.ExperimentConfig`
@@ -187,38 +185,13 @@ def run_point(point: dict, out_dir: str | Path, progress: bool = False) -> Path:
               "weights": res.weights, "dataset": cbir_data.dataset_record(dataset),
               "device": str(train.device_for(cfg.device)), "threads": torch.get_num_threads(),
               "environment": provenance.environment()}
-    return _write_point(Path(out_dir), parts, record)
-
-
-def _write_point(out: Path, parts: dict[str, pd.DataFrame], record: dict) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*"):  # left by a run that was killed while writing
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        for name, table in parts.items():  # gzip: a sweep has hundreds of points, all committed
-            table.to_csv(tmp / f"{name}.csv.gz", index=False, lineterminator="\n",
-                         compression={"method": "gzip", "mtime": 0})
-        (tmp / "point.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out / "point.json"
+    return results.write_point(Path(out_dir), parts, record)
 
 
 # --------------------------------------------------------------------------- aggregation
 
 #: what identifies a configuration in the tables (seed, fold and variant come on top)
 GROUP = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size", "lr"]
-
-
-def _read_part(folder: Path, name: str) -> pd.DataFrame | None:
-    for path in (folder / f"{name}.csv.gz", folder / f"{name}.csv"):
-        if path.exists():
-            return pd.read_csv(path)
-    return None
 
 
 def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -237,9 +210,9 @@ def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
                              "best_epoch": rec["best_epoch"], "stopped_early": rec["stopped_early"],
                              "n_test": rec["counts"]["test"],
                              "n_train": rec["counts"]["train"], "device": rec["device"]})
-        t = _read_part(f.parent, "predictions").assign(**{k: v for k, v in ident.items() if k != "fold"})
+        t = results.read_point_part(f.parent, "predictions").assign(**{k: v for k, v in ident.items() if k != "fold"})
         preds.append(t)
-        r = _read_part(f.parent, "retrieval")
+        r = results.read_point_part(f.parent, "retrieval")
         if r is not None:
             retr.append(r.assign(**{k: v for k, v in ident.items() if k != "fold"}))
     if not rows:
@@ -387,7 +360,7 @@ def live_run(configs: list[ExperimentConfig], results_name: str, parameters: dic
     Table IV beside the setup and Tables VI-VII beside the paper; writes setup, table_vi_vii,
     confusion and history under ``<results_dir>/<results_name>/``. Returns the experiments and
     tables (keys: experiments, setup, table, paper, confusion, history)."""
-    from . import evaluate, paper, results
+    from . import evaluate, paper
 
     setup = pd.concat([train.setup_table(c) for c in configs], ignore_index=True)
     results.write_table(setup, results_name, "setup", parameters, results_dir)

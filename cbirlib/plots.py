@@ -438,9 +438,9 @@ def scorecard_forest(card) -> plt.Figure:
     def number(v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    has = card[card.low.notna() & card.high.notna() & card.ours.map(number)]
+    has = card[card.low.notna() & card.high.notna() & card.ours.map(number).astype(bool)]
     rates = has[has.section != "Encryption"]
-    means = has[(has.section == "Encryption") & has.paper.map(number)]
+    means = has[(has.section == "Encryption") & has.paper.map(number).astype(bool)]
     means = means[means.paper.astype(float).abs() > 1e-6]
     edge = {"reproduced": "#2e7d32", "differs": "#b26a00", "paper error": "#c62828",
             "not comparable here": "#3f5f8f", "new result": "#6a4c93", "not reproducible here": "#666666"}

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import paths, provenance
@@ -58,6 +62,36 @@ def write_table(table: pd.DataFrame, notebook: str, name: str, parameters: dict,
     return csv
 
 
+def write_point(out: Path, parts: dict[str, pd.DataFrame], record: dict) -> Path:
+    """Write one sweep point's folder ``out``: every table of ``parts`` as ``<name>.csv.gz``
+    (gzip without a time stamp: a sweep has hundreds of points, all committed) and ``record`` as
+    ``point.json``, built beside ``out`` and renamed into place whole (a killed run leaves no half
+    point; its leftovers are removed by the next write). Returns the path of ``point.json``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*"):  # left by a run that was killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        for name, table in parts.items():
+            table.to_csv(tmp / f"{name}.csv.gz", index=False, lineterminator="\n",
+                         compression={"method": "gzip", "mtime": 0})
+        (tmp / "point.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "point.json"
+
+
+def read_point_part(folder: Path, name: str) -> pd.DataFrame | None:
+    """A table of a point folder written by :func:`write_point` (or None)."""
+    for path in (folder / f"{name}.csv.gz", folder / f"{name}.csv"):
+        if path.exists():
+            return pd.read_csv(path)
+    return None
+
+
 def _atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
@@ -92,3 +126,24 @@ def read_provenance(notebook: str, results_dir: str | Path | None = None) -> dic
     """``<notebook>/provenance.json`` as a dict ({} when absent)."""
     path = results_root(results_dir) / notebook / "provenance.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def interval_text(row: pd.Series, fmt: str = ".3f") -> str:
+    """"[low, high]" of a table row, or "" when it has none (one trial)."""
+    low, high = row.get("ci_low", np.nan), row.get("ci_high", np.nan)
+    return f" [{low:{fmt}}, {high:{fmt}}]" if np.isfinite(low) and np.isfinite(high) else ""
+
+
+def interval_view(table: pd.DataFrame, index: Sequence[str], columns: str, metrics: Sequence[str] | None = None,
+                  fmt: str = ".3f") -> pd.DataFrame:
+    """Wide view for reading a table of means: rows ``index``, one column per value of ``columns``,
+    cells "mean [low, high]" (the 95 % interval; the mean alone for one trial), and ``n`` (the
+    trials behind each row's cells, a range when they differ)."""
+    t = table if metrics is None else table[table.metric.isin(metrics)]
+    cell = t.apply(lambda r: f"{r.value:{fmt}}{interval_text(r, fmt)}", axis=1)
+    wide = t.assign(cell=cell).pivot_table(index=list(index), columns=columns, values="cell", aggfunc="first", sort=False)
+    wide = wide[sorted(wide.columns)]
+    wide.columns = [f"{c} px" if columns == "block_size" else str(c) for c in wide.columns]
+    n = t.groupby(list(index), sort=False).n.agg(["min", "max"]).reindex(wide.index)
+    wide["n"] = [f"{lo}" if lo == hi else f"{lo}–{hi}" for lo, hi in zip(n["min"], n["max"])]
+    return wide

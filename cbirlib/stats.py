@@ -6,14 +6,19 @@
   average precision for mAP), seeded;
 - :func:`mcnemar`: exact McNemar test of two classifiers on the same test images (two-sided
   binomial test on the discordant pairs);
-- :func:`verdict`: the paper's value against our interval.
+- :func:`verdict`: the paper's value against our interval;
+- :func:`trial_means`: means of tidy per-trial rows with n, Student-t intervals and paired
+  differences (:func:`signed_rank_p`: the Wilcoxon signed-rank test of those differences).
 
 All intervals are 95% unless ``confidence`` says otherwise.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 
@@ -100,3 +105,45 @@ def best_case_mcnemar(k_a: int, k_b: int, n: int) -> float:
     if d > n:
         raise ValueError("more discordant images than images")
     return 1.0 if d == 0 else float(sps.binomtest(d, d, 0.5).pvalue)
+
+
+def trial_means(trials: pd.DataFrame, by: Sequence[str], paired: Sequence[tuple[str, str, str]] = ()
+                ) -> pd.DataFrame:
+    """Means of tidy ``trials`` (columns ``by``, ``seed``, ``unit``, ``metric``, ``value``) per group of
+    ``by`` and metric, with ``n`` (trials) and the Student-t 95 % interval (``ci_low``,
+    ``ci_high``; NaN for one trial; clipped to the range a metric can take: shares 0..1, seconds
+    ≥ 0), plus, for each ``(name, metric, baseline)`` of ``paired``, the per-trial difference
+    metric − baseline as metric ``name`` (−1..1) with its interval and the two-sided Wilcoxon
+    signed-rank ``p_value`` (1.0 when every difference is 0)."""
+    keys = list(by) + ["metric"]
+    t = trials[trials.metric.notna()]
+    extra = []
+    for name, metric, baseline in paired:
+        wide = t[t.metric.isin([metric, baseline])].pivot_table(index=list(by) + ["seed", "unit"], columns="metric",
+                                                               values="value", sort=False)
+        diff = (wide[metric] - wide[baseline]).rename("value").reset_index().assign(metric=name)
+        extra.append(diff)
+    t = pd.concat([t[keys + ["seed", "unit", "value"]], *extra], ignore_index=True)
+    rows = []
+    for key, g in t.groupby(keys, sort=False):
+        v = g.value.to_numpy(float)
+        low, high = mean_interval(v.mean(), v.std(ddof=1) if len(v) > 1 else np.nan, len(v))
+        is_paired = key[-1] in {name for name, _, _ in paired}
+        floor, ceiling = (-1.0, 1.0) if is_paired else (0.0, np.inf if key[-1] == "seconds" else 1.0)
+        row = dict(zip(keys, key)) | dict(value=float(v.mean()), n=len(v), ci_low=float(np.clip(low, floor, ceiling)),
+                                          ci_high=float(np.clip(high, floor, ceiling)))
+        if is_paired:
+            row["p_value"] = signed_rank_p(v)
+        rows.append(row)
+    return pd.DataFrame(rows).assign(source="ours")
+
+
+def signed_rank_p(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired ``differences`` (NaNs dropped; NaN for
+    fewer than 2, 1.0 when every difference is 0)."""
+    d = differences[np.isfinite(differences)]
+    if len(d) < 2:
+        return float("nan")
+    if not np.any(d):
+        return 1.0
+    return float(sps.wilcoxon(d).pvalue)

@@ -23,30 +23,31 @@ DEFAULT_STRENGTH = 255
 TRAINABLE_NAMES = {"all": "end-to-end", "head": "head-only"}
 
 
-def load(name: str = "classification", *, data: str = "default") -> dict[str, pd.DataFrame] | None:
-    """A sweep's tables (accuracy, paired, retrieval, points) from the project's committed
-    ``results/sweeps/<name>/`` (the sweeps are inputs of the chapters, wherever a chapter writes its
-    own results), or None when the sweep has not run or ran on other data than ``data``."""
+def load(name: str = "classification", *, data: str = "default", main: str = "accuracy",
+         others: tuple[str, ...] = ("paired", "retrieval", "points")) -> dict[str, pd.DataFrame] | None:
+    """A sweep's tables (``main`` and those of ``others`` that exist; the classification sweep's:
+    accuracy, paired, retrieval, points) from the project's committed ``results/sweeps/<name>/``
+    (the sweeps are inputs of the chapters, wherever a chapter writes its own results), or None
+    when the sweep has not run or ran on other data than ``data``."""
     folder, root = f"sweeps/{name}", paths.results_dir()
-    acc = results.read_table(folder, "accuracy", root)
-    if acc is None or str(data) not in provenance(name).get("data", ["default"]):
+    first = results.read_table(folder, main, root)
+    if first is None or str(data) not in provenance(name, main).get("data", ["default"]):
         return None
-    out = {"accuracy": acc.assign(seed=acc.seed.astype(str))}
-    for t in ("paired", "retrieval", "points"):
-        table = results.read_table(folder, t, root)
+    out = {}
+    for t, table in [(main, first)] + [(t, results.read_table(folder, t, root)) for t in others]:
         if table is not None:
             out[t] = table.assign(seed=table.seed.astype(str)) if "seed" in table.columns else table
     return out
 
 
-def provenance(name: str = "classification") -> dict:
-    """The record of a sweep's accuracy table: label, description, data, points planned and run."""
-    return results.read_provenance(f"sweeps/{name}", paths.results_dir()).get("tables", {}).get("accuracy", {})
+def provenance(name: str = "classification", table: str = "accuracy") -> dict:
+    """The record of a sweep's ``table``: label, description, data, points planned and run."""
+    return results.read_provenance(f"sweeps/{name}", paths.results_dir()).get("tables", {}).get(table, {})
 
 
-def missing(name: str = "classification", *, data: str = "default") -> str:
+def missing(name: str = "classification", *, data: str = "default", main: str = "accuracy") -> str:
     """Why :func:`load` found no tables, in a sentence for the chapter."""
-    ran_on = provenance(name).get("data")
+    ran_on = provenance(name, main).get("data")
     if ran_on and str(data) not in ran_on:
         return (f"The sweep {name!r} ran on the {', '.join(ran_on)} data, not on this run's data; "
                 "its section is left out here.")

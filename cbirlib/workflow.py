@@ -18,7 +18,7 @@ Sweep file::
 
     name: classification            # results/sweeps/<name>/
     chapter: 02_classification      # the chapter that reads the results
-    kind: classification            # the point runner (classificationstudy.run_point)
+    kind: classification            # the point runner: classification or attacks (KINDS)
     label: sweep-cpu                # how the book labels these results
     description: ...
     fixed: {data: default, ...}     # parameters of every point
@@ -290,7 +290,23 @@ class Sweep:
         return r | point.get("_resources", {})
 
 
-KINDS = ("classification",)
+#: the point runners a sweep file's ``kind`` names: modules with ``check_point``, ``point_id``,
+#: ``run_point``, ``aggregate`` and, where points have folds (``FOLDS``), ``folds_of``
+KINDS = {"classification": "cbirlib.classificationstudy", "attacks": "cbirlib.attacksweep"}
+
+
+def kind_module(kind: str):
+    """The module that runs and aggregates the points of sweeps of ``kind``."""
+    import importlib
+
+    if kind not in KINDS:
+        raise WorkflowError(f"unknown kind {kind!r}; choose one of {sorted(KINDS)}")
+    return importlib.import_module(KINDS[kind])
+
+
+def aggregate_target(name: str) -> str:
+    """The file that stands for a sweep's aggregate (every aggregate rewrites it)."""
+    return f"results/sweeps/{name}/provenance.json"
 
 
 def sweeps_dir() -> Path:
@@ -331,13 +347,13 @@ def _load_sweep(path_str: str, _mtime_ns: int) -> Sweep:
         if key not in spec:
             raise WorkflowError(f"{path.name}: missing {key!r}")
     if spec["kind"] not in KINDS:
-        raise WorkflowError(f"{path.name}: unknown kind {spec['kind']!r}; choose one of {KINDS}")
+        raise WorkflowError(f"{path.name}: unknown kind {spec['kind']!r}; choose one of {sorted(KINDS)}")
     if spec["name"] != path.stem:
         raise WorkflowError(f"{path.name}: name {spec['name']!r} must equal the file name {path.stem!r}")
     sweep = Sweep(spec["name"], spec["chapter"], spec["kind"], spec.get("label", spec["name"]),
                   spec.get("description", ""), resources=dict(spec.get("resources") or {}), source=str(path))
     for arm in spec["arms"]:
-        for point in _expand_arm(path.name, spec.get("fixed") or {}, arm):
+        for point in _expand_arm(path.name, sweep.kind, spec.get("fixed") or {}, arm):
             point = {"sweep": sweep.name} | point
             pid = _point_id(sweep.kind, point)
             if pid not in sweep.points:
@@ -345,9 +361,8 @@ def _load_sweep(path_str: str, _mtime_ns: int) -> Sweep:
     return sweep
 
 
-def _expand_arm(source: str, fixed: dict, arm: dict) -> list[dict]:
-    from . import classificationstudy
-
+def _expand_arm(source: str, kind: str, fixed: dict, arm: dict) -> list[dict]:
+    runner = kind_module(kind)
     unknown = sorted(set(arm) - {"name", "fixed", "grid", "exclude", "resources"})
     if unknown:
         raise WorkflowError(f"{source}: arm {arm.get('name', '?')!r}: unknown key(s) {unknown}")
@@ -356,6 +371,9 @@ def _expand_arm(source: str, fixed: dict, arm: dict) -> list[dict]:
     for k, v in grid.items():
         if not isinstance(v, list) and v != "all":
             raise WorkflowError(f"{source}: grid values must be lists (or fold: all), got {k}: {v!r}")
+    folded = getattr(runner, "FOLDS", True)
+    if not folded and "fold" in grid:
+        raise WorkflowError(f"{source}: arm {arm.get('name', '?')!r}: {kind} points have no folds")
     names = [k for k in grid if k != "fold"]
     out = []
     for values in itertools.product(*(grid[k] for k in names)):
@@ -364,15 +382,15 @@ def _expand_arm(source: str, fixed: dict, arm: dict) -> list[dict]:
             continue  # the plaintext domain has no key
         if any(all(point.get(k) == v for k, v in ex.items()) for ex in arm.get("exclude") or []):
             continue
-        folds = grid.get("fold", [point.get("fold", 0)])
+        folds = grid.get("fold", [point.get("fold", 0)]) if folded else [None]
         if folds == "all":
-            folds = range(classificationstudy.folds_of(point))
+            folds = range(runner.folds_of(point))
         for f in folds:
-            p = point | {"fold": int(f)}
+            p = point | ({"fold": int(f)} if f is not None else {})
             if arm.get("resources"):
                 p["_resources"] = dict(arm["resources"])
             try:
-                classificationstudy.check_point({k: v for k, v in p.items() if not k.startswith("_")})
+                runner.check_point({k: v for k, v in p.items() if not k.startswith("_")})
             except ValueError as e:
                 raise WorkflowError(f"{source}: arm {arm.get('name', '?')!r}: {e}") from None
             out.append(p)
@@ -380,9 +398,7 @@ def _expand_arm(source: str, fixed: dict, arm: dict) -> list[dict]:
 
 
 def _point_id(kind: str, point: dict) -> str:
-    from . import classificationstudy
-
-    return classificationstudy.point_id({k: v for k, v in point.items() if not k.startswith("_")})
+    return kind_module(kind).point_id({k: v for k, v in point.items() if not k.startswith("_")})
 
 
 def sweep_results(name: str) -> Path:
@@ -391,19 +407,17 @@ def sweep_results(name: str) -> Path:
 
 def run_sweep_point(name: str, point_id: str, out: Path | None = None) -> Path:
     """Run one point of a sweep into ``results/sweeps/<name>/points/<id>/``."""
-    from . import classificationstudy
-
     sweep = load_sweep(name)
     if point_id not in sweep.points:
         raise WorkflowError(f"sweep {name!r} has no point {point_id!r}")
     point = {k: v for k, v in sweep.points[point_id].items() if not k.startswith("_")}
-    return classificationstudy.run_point(point, out or sweep_results(name) / "points" / point_id)
+    return kind_module(sweep.kind).run_point(point, out or sweep_results(name) / "points" / point_id)
 
 
 def aggregate_sweep(name: str) -> list[Path]:
     """Join every finished point of a sweep into ``results/sweeps/<name>/<table>.csv`` with
     provenance (the sweep file, its label, points run and missing)."""
-    from . import classificationstudy, data as cbir_data, results
+    from . import data as cbir_data, results
 
     sweep = load_sweep(name)
     folder = sweep_results(name)
@@ -411,13 +425,14 @@ def aggregate_sweep(name: str) -> list[Path]:
     planned = set(sweep.points)
     datasets = {p.get("data", "default") for p in sweep.points.values()}
     expected = len(cbir_data.open_dataset(next(iter(datasets))).table) if len(datasets) == 1 else None
-    tables = classificationstudy.aggregate(folder / "points", expected)
+    tables = kind_module(sweep.kind).aggregate(folder / "points", expected)
     keep = {pid for pid in done if pid in planned}
     record = {"sweep": sweep.name, "label": sweep.label, "chapter": sweep.chapter, "description": sweep.description,
               "data": sorted(datasets),
               "sweep_file": Path(sweep.source).relative_to(root()).as_posix() if Path(sweep.source).is_relative_to(root()) else sweep.source,
               "points_planned": len(planned), "points_done": len(keep), "points_missing": sorted(planned - done),
               "points_not_in_sweep_file": sorted(done - planned)}
+    (folder / "provenance.json").unlink(missing_ok=True)  # a record of this aggregate's tables only
     written = []
     for table_name, table in tables.items():
         table = table[table.point.isin(keep)] if "point" in table.columns else table
@@ -747,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
         targets, extra = args.targets, []
         if args.sweep:
             load_sweep(args.sweep)  # a clear error for an unknown or broken sweep file
-            targets, extra = [f"results/sweeps/{args.sweep}/accuracy.csv"], ["--forcerun", "sweep_aggregate"]
+            targets, extra = [aggregate_target(args.sweep)], ["--forcerun", "sweep_aggregate"]
         return run(targets, args.cores, config, args.cluster, args.jobs, args.dry_run, extra)
     if args.action == "chapter":
         run_chapter(args.nb, Path(args.out), args.profile, args.data, args.results_dir)

@@ -200,3 +200,58 @@ def test_the_forest_plot_of_a_run_with_nothing_comparable_says_so(tmp_path):
     card = scorecard.build(tmp_path, claims=[scorecard.memory, scorecard.fig_4])  # evidence missing
     fig = plots.scorecard_forest(card)
     assert any("no measured claim" in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def _security_results(root, excess, sweep):
+    """Security tables from synthetic trials: 24 images whose jigsaw score beats a random placement
+    by ``excess``; a known-plaintext attack that breaks a shared key and not per-image keys; written
+    as the chapter's own tables (means only, an older format) and, if ``sweep``, as the sweep's."""
+    import numpy as np
+
+    from cbirlib import securitystudy as ss
+
+    rng = np.random.default_rng(0)
+    jig, kpa = [], []
+    for attack in ss.JIGSAW_ATTACKS:
+        for i in range(24):
+            gain = 0.5 if attack == "block shuffle only" else excess
+            values = dict(direct=0.1, neighbour=0.15 + gain + rng.normal(0, 0.02), chance_direct=0.1,
+                          chance_neighbour=0.15, seconds=0.1)
+            jig += [dict(block_size=8, strength=255, attack=attack, seed=0, unit=f"im{i}", images=1, metric=m, value=v,
+                         source="ours") for m, v in values.items()]
+    for mode, recovered in (("per-image", 0.0), ("shared", 0.95)):
+        for i in range(24):
+            values = dict(unseen_foreground_exact=recovered + rng.uniform(0, 0.002),
+                          baseline_wrong_key_foreground=0.004 + rng.uniform(0, 0.002))
+            kpa += [dict(key_mode=mode, pairs=10, block_size=8, strength=255, seed=0, unit=f"im{i}", metric=m, value=v,
+                         source="ours") for m, v in values.items()]
+    jig, kpa = ss.jigsaw_means(pd.DataFrame(jig)), ss.kpa_means(pd.DataFrame(kpa))
+    old = ["block_size", "strength", "attack", "metric", "value", "source"]
+    _write(root, "05_security", "jigsaw", jig[~jig.metric.str.endswith("above_chance")][old])
+    _write(root, "05_security", "known_plaintext", kpa[kpa.metric != "foreground_above_wrong_key"]
+           [["key_mode", "pairs", "block_size", "strength", "metric", "value", "source"]])
+    _write(root, "05_security", "ciphertext_only_probe", [
+        dict(domain="MTCE 8-px blocks", block_size=8, metric="probe_accuracy", value=0.4, n=75, ci_low=0.3, ci_high=0.5,
+             source="ours"),
+        dict(domain="MTCE 8-px blocks", block_size=8, metric="chance", value=0.333, source="ours")])
+    if sweep:
+        _write(root, "05_security", "sweep_jigsaw", jig)
+        _write(root, "05_security", "sweep_known_plaintext", kpa)
+
+
+@pytest.mark.parametrize("excess, verdict", [(0.1, "differs"), (0.0, "reproduced")])
+def test_security_verdicts_come_from_the_sweep_s_intervals(tmp_path, excess, verdict):
+    _security_results(tmp_path, excess, sweep=True)
+    jigsaw, recovery, probe = scorecard.security(scorecard.Results(tmp_path))
+    assert jigsaw.verdict == verdict and jigsaw.n == 24 and jigsaw.low <= jigsaw.ours <= jigsaw.high
+    assert (jigsaw.low > 0) == (verdict == "differs")
+    assert "committed attacks sweep" in jigsaw.note and jigsaw.evidence.endswith("the committed sweep")
+    assert recovery.verdict == "reproduced" and recovery.n == 24 and "upper 95 % bound" in recovery.note
+    assert probe.verdict == "reproduced"  # interval [0.3, 0.5] holds chance
+
+
+def test_security_falls_back_to_the_chapter_s_means_without_the_sweep(tmp_path):
+    _security_results(tmp_path, 0.1, sweep=False)
+    jigsaw, recovery, _ = scorecard.security(scorecard.Results(tmp_path))
+    assert jigsaw.verdict == "differs" and jigsaw.n is None and "this run" in jigsaw.note
+    assert recovery.verdict == "reproduced" and recovery.low is None

@@ -43,10 +43,13 @@ def scratch_project(tmp_path):
 def test_every_sweep_file_expands_to_valid_unique_points(name):
     sweep = wf.load_sweep(name)
     assert sweep.points, name
+    runner = wf.kind_module(sweep.kind)
     for pid, point in sweep.points.items():
         clean = {k: v for k, v in point.items() if not k.startswith("_")}
-        assert cs.point_id(clean) == pid
-        cs.point_config(clean)  # a valid ExperimentConfig
+        assert runner.point_id(clean) == pid
+        runner.check_point(clean)
+        if sweep.kind == "classification":
+            cs.point_config(clean)  # a valid ExperimentConfig
         r = sweep.resources_for(point)
         assert r["threads"] >= 1 and r["mem_mb"] > 0 and r["runtime"] > 0 and r["gpu"] in (0, 1)
 
@@ -101,7 +104,7 @@ def test_plaintext_has_no_key_mode_copies():
 
 @pytest.mark.parametrize("name", wf.sweep_names())
 def test_every_sweep_plans(name):
-    proc = snakemake(f"results/sweeps/{name}/accuracy.csv", "--dry-run", "--cores", "2", "--forcerun",
+    proc = snakemake(wf.aggregate_target(name), "--dry-run", "--cores", "2", "--forcerun",
                      "sweep_aggregate")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sweep_aggregate" in proc.stdout
@@ -165,7 +168,7 @@ def test_slurm_profile_submits_the_resources_each_point_asks_for(tmp_path, scrat
         f.chmod(0o755)
     env = os.environ | {"PATH": f"{fake}:{os.environ['PATH']}", "CBIR_SWEEPS_DIR": str(sweeps),
                         "CBIR_HOME": str(scratch_project)}
-    proc = snakemake("results/sweeps/gpu-check/accuracy.csv", "--workflow-profile",
+    proc = snakemake(wf.aggregate_target("gpu-check"), "--workflow-profile",
                      str(ROOT / "workflow" / "profiles" / "slurm"), "--slurm-init-seconds-before-status-checks",
                      "1", "--slurm-status-command", "sacct", "--retries", "0", env=env, timeout=240, cwd=scratch_project)
     assert proc.returncode != 0  # the fake cluster fails every job: we only look at what was submitted
@@ -183,7 +186,7 @@ def test_kubernetes_profile_plans_gpu_requests(tmp_path):
     sweeps.mkdir()
     (sweeps / "gpu-check.yaml").write_text(GPU_SWEEP)
     env = os.environ | {"CBIR_SWEEPS_DIR": str(sweeps)}
-    proc = snakemake("results/sweeps/gpu-check/accuracy.csv", "--dry-run", "--workflow-profile",
+    proc = snakemake(wf.aggregate_target("gpu-check"), "--dry-run", "--workflow-profile",
                      str(ROOT / "workflow" / "profiles" / "kubernetes"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     blocks = proc.stdout.split("rule sweep_point:")[1:]
@@ -212,7 +215,7 @@ def test_tiny_sweep_runs_resumes_after_a_kill_and_tests_every_image_once(scratch
     planned = set(wf.load_sweep("ci-tiny").points)
     assert 0 < len(done) < len(planned)
     monkeypatch.setenv("CBIR_HOME", str(scratch_project))
-    planned_outputs = wf.plan(wf.snakemake_command(["results/sweeps/ci-tiny/accuracy.csv"], 1, {},
+    planned_outputs = wf.plan(wf.snakemake_command([wf.aggregate_target("ci-tiny")], 1, {},
                                                    extra=["--forcerun", "sweep_aggregate"]))
     rerun = {Path(o).parent.name for o in planned_outputs if o.endswith("point.json")}
     assert rerun == planned - set(done), "a restart plans exactly the missing points"
