@@ -2,12 +2,20 @@
 
 Usage: .venv/bin/python benchmarks/bench_cipher.py [--images 64] [--dataset-images 3600]
 
-Reports, for 224x224x3 uint8 images at block sizes 1, 8 and 16, on one core (workers=1):
+Reports, for 224x224x3 uint8 images at block sizes 1, 8 and 16, on one core (workers=1), beside
+two baselines timed in the same run on the same bytes (AES-128-CTR from ``cryptography``, and the
+peer block-scrambling cipher of the Kiya lab's public demo, reimplemented from its description:
+one shared key, block 16, no substitution, see :class:`PeerBlockScramble`):
 - "schedule precomputed": the per-image keys already expanded; encryption is one gather + one add;
-- "incl. key derivation": from the master key: HKDF per image, AES-CTR key expansion, then encryption;
+- "incl. key derivation": from the master key: HKDF per image, AES-CTR key expansion, then
+  encryption (the paper's protocol);
+- "one shared key": one ``Key`` for the whole batch; "shared key, one per image": the same key
+  given once per image (expanded once all the same);
+- the key expansion alone, per image;
 then the time to encrypt a paper-sized dataset (3,600 images, per-image keys) with the default
-worker threads. The last line is ``ratio_vs_aes_ctr_block8=<MTCE encrypt MB/s / AES-128-CTR MB/s,
-schedule precomputed>``. Best of several repeats; wall-clock time.
+worker threads. ``ratio_vs_peer_<path>=`` lines give MTCE MB/s / peer MB/s for every path; the
+last line is ``ratio_vs_aes_ctr_block8=<MTCE encrypt MB/s / AES-128-CTR MB/s, schedule
+precomputed>``. Best of several repeats; wall-clock time.
 """
 
 from __future__ import annotations
@@ -46,6 +54,30 @@ def aes_ctr_mb_s(data: np.ndarray, key_bytes: int, repeats: int) -> float:
     return data.nbytes / best_of(run, repeats) / 1e6
 
 
+class PeerBlockScramble:
+    """The peer cipher's recipe, reimplemented from its description (not its code): one shared
+    key; the image cut into b x b blocks; the blocks shuffled by one key-derived permutation and
+    the b*b*C values inside every block shuffled by another (the same for every block); no
+    substitution. Written as such a cipher is usually written in numpy: a reshape into blocks,
+    two fancy-index gathers, a reshape back. The permutations come from the key once per
+    cipher object (numpy's generator seeded with the key bytes: the peer's choice of RNG, not a
+    cryptographic one)."""
+
+    def __init__(self, key: bytes, shape: tuple[int, int, int], block_size: int = 16) -> None:
+        h, w, c = shape
+        self.shape, self.b = shape, block_size
+        self.grid = (h // block_size, w // block_size)
+        rng = np.random.default_rng(list(key))
+        self.block_order = rng.permutation(self.grid[0] * self.grid[1])
+        self.in_block = rng.permutation(block_size * block_size * c)
+
+    def encrypt(self, images: np.ndarray) -> np.ndarray:
+        n, (h, w, c), b, (gh, gw) = len(images), self.shape, self.b, self.grid
+        blocks = images.reshape(n, gh, b, gw, b, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, gh * gw, b * b * c)
+        blocks = blocks[:, self.block_order][:, :, self.in_block]
+        return blocks.reshape(n, gh, gw, b, b, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h, w, c)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="images per throughput measurement")
@@ -64,7 +96,13 @@ def main() -> None:
 
     aes128 = aes_ctr_mb_s(images, 16, args.repeats)
     aes256 = aes_ctr_mb_s(images, 32, args.repeats)
-    print(f"baseline AES-128-CTR {aes128:9.0f} MB/s   AES-256-CTR {aes256:9.0f} MB/s")
+    peer = PeerBlockScramble(bytes(range(16)), SHAPE, 16)
+    peer_out = peer.encrypt(images)
+    assert not np.array_equal(peer_out, images) and np.array_equal(np.sort(peer_out, axis=None), np.sort(images, axis=None))
+    peer_mb_s = mb / best_of(lambda: peer.encrypt(images), args.repeats)
+    print(f"baseline AES-128-CTR {aes128:9.0f} MB/s   AES-256-CTR {aes256:9.0f} MB/s   "
+          f"peer block scramble (shared key, block 16, no substitution) {peer_mb_s:7.0f} MB/s")
+    ratios = {}
 
     ratio_block8 = None
     for b in (1, 8, 16):
@@ -87,15 +125,27 @@ def main() -> None:
         t_full_e = best_of(lambda: cipher.encrypt(images, [master.for_image(i) for i in ids], workers=1),
                            args.repeats)
         t_full_d = best_of(lambda: cipher.decrypt(enc, [master.for_image(i) for i in ids], workers=1), args.repeats)
+        shared = keys.Key(master.for_image("shared").secret, master.params, "shared")
+        t_shared_e = best_of(lambda: cipher.encrypt(images, shared, workers=1), args.repeats)
+        t_shared_list_e = best_of(lambda: cipher.encrypt(images, [shared] * len(images), workers=1), args.repeats)
+        t_expand = best_of(lambda: [cipher.expand(image_keys[s:s + args.chunk], SHAPE)
+                                    for s in range(0, args.images, args.chunk)], args.repeats)
         assert np.array_equal(cipher.decrypt(enc, image_keys, workers=1), images)
-        for what, t_e, t_d in (("schedule precomputed", t_pre_e, t_pre_d),
-                               ("incl. key derivation", t_full_e, t_full_d)):
-            print(f"block {b:2d} {what:21s} encrypt {mb / t_e:7.0f} MB/s {args.images / t_e:8.0f} img/s "
-                  f"({mb / t_e / aes128:.3f} x AES-128-CTR)   decrypt {mb / t_d:7.0f} MB/s "
-                  f"{args.images / t_d:8.0f} img/s")
+        assert np.array_equal(cipher.encrypt(images, [shared] * len(images), workers=1),
+                              cipher.encrypt(images, shared, workers=1))
+        paths = (("schedule precomputed", t_pre_e, t_pre_d), ("incl. key derivation", t_full_e, t_full_d),
+                 ("one shared key", t_shared_e, None), ("shared key, one per image", t_shared_list_e, None))
+        for what, t_e, t_d in paths:
+            dec = f"   decrypt {mb / t_d:7.0f} MB/s {args.images / t_d:8.0f} img/s" if t_d else ""
+            print(f"block {b:2d} {what:26s} encrypt {mb / t_e:7.0f} MB/s {args.images / t_e:8.0f} img/s "
+                  f"({mb / t_e / aes128:.3f} x AES-128-CTR, {mb / t_e / peer_mb_s:.2f} x peer){dec}")
+            ratios[f"block{b}_{what.replace(' ', '_').replace('.', '').replace(',', '')}"] = mb / t_e / peer_mb_s
+        print(f"block {b:2d} key expansion (per-image keys, chunks of {args.chunk}): "
+              f"{t_expand / args.images * 1e3:.3f} ms per image")
         if b == 8:
             ratio_block8 = mb / t_pre_e / aes128
             ratio_full8 = mb / t_full_e / aes128
+            expand_ms8 = t_expand / args.images * 1e3
 
     n = args.dataset_images
     big = np.repeat(images, -(-n // args.images), axis=0)[:n]
@@ -105,6 +155,9 @@ def main() -> None:
         t = best_of(lambda: cipher.encrypt(big, [master.for_image(i) for i in big_ids], workers=workers), 1)
         print(f"paper-sized dataset: {n} images, block 8, per-image keys (derivation included), "
               f"{workers} worker(s): {t:.2f} s")
+    for name, r in ratios.items():
+        print(f"ratio_vs_peer_{name}={r:.3f}")
+    print(f"key_expansion_ms_per_image_block8={expand_ms8:.4f}")
     print(f"ratio_vs_aes_ctr_block8_incl_key_derivation={ratio_full8:.4f}")
     print(f"ratio_vs_aes_ctr_block8={ratio_block8:.4f}")
 

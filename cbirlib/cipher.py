@@ -274,6 +274,8 @@ def _keys_for(key, n: int) -> list[Key]:
         raise CipherInputError(f"every key must be a cbirlib.keys.Key, got {bad[0]}")
     if len(keys) != n:
         raise CipherInputError(f"{len(keys)} keys for {n} images: give one key per image or one key")
+    if all(k == keys[0] for k in keys[1:]):
+        return keys[:1]  # one key given per image (a shared key): expanded once, broadcast
     return keys
 
 

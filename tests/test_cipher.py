@@ -79,6 +79,21 @@ def test_shared_key_is_one_permutation_for_all_images():
     assert np.array_equal(cipher.decrypt(enc, shared), batch)
 
 
+def test_a_shared_key_given_per_image_is_expanded_once(monkeypatch):
+    imgs = np.random.default_rng(3).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    shared = keys.Key(key_for(8).secret, CipherParams(8, 255, True), "shared")
+    calls = []
+    real = cipher.expand
+    monkeypatch.setattr(cipher, "expand", lambda ks, *a, **kw: calls.append(len(ks)) or real(ks, *a, **kw))
+    enc = cipher.encrypt(imgs, [shared] * 9, chunk=2, workers=1)
+    assert calls == [1]  # once for the call, not once per chunk
+    assert np.array_equal(enc, cipher.encrypt(imgs, shared))
+    assert np.array_equal(cipher.decrypt(enc, [shared] * 9, chunk=2), imgs)
+    calls.clear()
+    cipher.encrypt(imgs, [key_for(8, image_id=f"im{i}") for i in range(9)], chunk=2, workers=1)
+    assert sum(calls) == 9 and max(calls) == 2  # distinct keys: chunk by chunk
+
+
 def test_ciphertext_differs_and_wrong_key_does_not_decrypt():
     img = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     key, other = key_for(seed=1), key_for(seed=2)
