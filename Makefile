@@ -51,7 +51,7 @@ help: ## list targets
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -r requirements.txt $(QUIET_PIP)
+	$(PIP) install -q --no-compile -r requirements.txt $(QUIET_PIP)
 	$(PIP) install -q --no-deps -e . $(QUIET_PIP)
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cbirlib)" > /dev/null
 	@touch $@

@@ -8,6 +8,7 @@ put that tree somewhere else.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,5 +46,25 @@ def results_dir() -> Path:
 
 def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
     """A private temporary folder (``.name``) that is deleted when the returned object is garbage
-    collected or the interpreter exits; keep the object as long as the folder is in use."""
-    return tempfile.TemporaryDirectory(prefix=prefix)
+    collected or the interpreter exits; keep the object as long as the folder is in use.
+
+    The folders live in ``<tmp>/cbirlib-scratch/`` under names that start with the owning
+    process id: a process that is killed (a notebook kernel stopped by SIGKILL) cannot delete its
+    folder, so every new one first removes the folders of processes that no longer exist."""
+    root = Path(tempfile.gettempdir()) / "cbirlib-scratch"
+    root.mkdir(exist_ok=True)
+    for folder in root.iterdir():
+        pid = folder.name.split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.{prefix}", dir=root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

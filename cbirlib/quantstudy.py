@@ -4,7 +4,6 @@ collapse, real int8 deployment with onnxruntime, and the memory analysis (eq. 6)
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data as cbir_data, evaluate, features, models, paths, quantize as qz, train
+from . import data as cbir_data, evaluate, features, models, paths, quantize as qz, runtime, train
 from .train import Domain, ExperimentConfig
 
 PAPER_CALIBRATORS = {"max": "max", "kl": "KL", "percentile": "99%"}
@@ -193,7 +192,7 @@ def onnx_int8(run: QuantRun, calib_images: int = 32, repeats: int = 3, workdir: 
     x_test = pre(run.splits["test"].images).numpy()
     rows = []
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
+    opts.intra_op_num_threads = runtime.threads()  # the cores this job was given (CBIR_THREADS)
     for name, path in files.items():
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         logits = np.concatenate([sess.run(None, {"x": x_test[i:i + 32]})[0] for i in range(0, len(x_test), 32)])

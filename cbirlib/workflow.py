@@ -91,7 +91,8 @@ def upstream(nb: str) -> list[str]:
 
 def feature_jobs(profile: str) -> list[tuple[str, str]]:
     """(model, domain) pairs whose frozen-trunk features the classification chapter computes at
-    ``profile`` (none when the profile fine-tunes every weight)."""
+    ``profile`` (none when the profile fine-tunes every weight); one job per model computes all
+    of its domains."""
     from . import profiles
 
     p = profiles.PROFILES["02_classification"][profile]
@@ -102,19 +103,22 @@ def feature_jobs(profile: str) -> list[tuple[str, str]]:
     return [(m, str(d)) for m in MODEL_NAMES for d in p["domains"]]
 
 
-def warm_features(profile: str, data: str, model: str, domain: str, seed: int = 0) -> int:
+def warm_features(profile: str, data: str, model: str, domains: list[str], seed: int = 0) -> dict[str, int]:
     """Compute (or find in the cache) the frozen-trunk features of every split of ``data`` for
-    one model and domain, exactly as the chapters will ask for them. Returns the image count."""
+    one model and each of ``domains``, exactly as the chapters will ask for them, in one process
+    (one import of torch, one model build for all domains). Returns the image count per domain."""
     from . import classificationstudy, data as cbir_data, features, models, train
 
     cfg = classificationstudy.config_for(profile, model, data=data, seed=seed)
     dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
     bundle = models.build_model(cfg.model, len(dataset.classes), cfg.weights, cfg.image_size, cfg.seed)
-    n = 0
-    for split in train.prepare_splits(cfg, dataset, train.Domain.parse(domain)).values():
-        features.extract(bundle, split.images, batch_size=cfg.batch_size, device=train.device_for(cfg.device))
-        n += len(split.images)
-    return n
+    counts = {}
+    for domain in domains:
+        counts[domain] = 0
+        for split in train.prepare_splits(cfg, dataset, train.Domain.parse(domain)).values():
+            features.extract(bundle, split.images, batch_size=cfg.batch_size, device=train.device_for(cfg.device))
+            counts[domain] += len(split.images)
+    return counts
 
 
 def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results_dir: str = "",
@@ -460,8 +464,8 @@ def _job_name(output: str) -> str:
     p = Path(output)
     if p.suffix == ".ipynb":
         return p.stem
-    if p.parts[:2] == ("build", "features"):
-        return "features " + p.stem.replace("_", " ")
+    if p.parts[:2] == ("build", "features"):  # one job per model writes a stamp per domain
+        return "features " + p.stem.split("_")[0]
     if "points" in p.parts:
         return "point " + p.parent.name
     return output
@@ -505,7 +509,12 @@ class Progress:
     """Watches the planned outputs while Snakemake runs and prints one status line at a time."""
 
     def __init__(self, outputs: list[str], cores: int, expected: dict[str, float], stream=sys.stderr) -> None:
-        self.outputs, self.cores, self.expected, self.stream = outputs, cores, expected, stream
+        # one output per job (a job with several outputs, e.g. a model's feature stamps, counts once)
+        first: dict[str, str] = {}
+        for o in outputs:
+            first.setdefault(_job_name(o), o)
+        self.outputs = list(first.values())
+        self.cores, self.expected, self.stream = cores, expected, stream
         self.start = time.time()
         self.finished: dict[str, float] = {}
         self.started: dict[str, float] = {}
@@ -728,12 +737,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", default="default")
     p.add_argument("--results-dir", default="")
-    p = sub.add_parser("features", help="compute the shared frozen-trunk features of one model and domain")
+    p = sub.add_parser("features", help="compute the shared frozen-trunk features of one model and its domains")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", default="default")
     p.add_argument("--model", required=True)
-    p.add_argument("--domain", required=True)
-    p.add_argument("--stamp", required=True)
+    p.add_argument("--domain", nargs="+", required=True)
+    p.add_argument("--stamp", nargs="+", required=True, help="one file per domain, written when all are done")
     p = sub.add_parser("point", help="run one point of a sweep")
     p.add_argument("sweep")
     p.add_argument("point")
@@ -767,10 +776,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "chapter":
         run_chapter(args.nb, Path(args.out), args.profile, args.data, args.results_dir)
     elif args.action == "features":
-        n = warm_features(args.profile, args.data, args.model, args.domain)
-        stamp = Path(args.stamp)
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps({"model": args.model, "domain": args.domain, "images": n}) + "\n")
+        if len(args.stamp) != len(args.domain):
+            raise WorkflowError(f"{len(args.stamp)} stamps for {len(args.domain)} domains")
+        counts = warm_features(args.profile, args.data, args.model, args.domain)
+        for domain, stamp in zip(args.domain, map(Path, args.stamp)):
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(json.dumps({"model": args.model, "domain": domain, "images": counts[domain]}) + "\n")
     elif args.action == "point":
         print(run_sweep_point(args.sweep, args.point))
     elif args.action == "aggregate":

@@ -46,7 +46,7 @@ def test_onnx_int8_without_a_workdir_leaves_no_files_behind(toy_run, tmp_path, m
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     qs.onnx_int8(toy_run, calib_images=8, repeats=1, methods=("MinMax",))
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.rglob("*")] in ([], ["cbirlib-scratch"])  # at most the empty scratch root
 
 
 def test_memory_table_counts_real_layers(toy_run):

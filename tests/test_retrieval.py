@@ -148,6 +148,26 @@ def test_feature_model_save_load(psi, tmp_path):
         features.FeatureModel.load(path)
 
 
+def test_scratch_folders_of_killed_processes_are_removed_by_the_next_one():
+    import os
+    import subprocess
+    import sys
+
+    from cbirlib import paths
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    root = Path(paths.scratch_dir("cbir-test-").name).parent
+    orphan = root / f"{dead}.cbir-protocol-left-behind"
+    (orphan / "store").mkdir(parents=True)
+    mine = paths.scratch_dir("cbir-test-")
+    assert not orphan.exists()  # its process is gone
+    assert Path(mine.name).is_dir() and Path(mine.name).name.startswith(f"{os.getpid()}.")
+    other = paths.scratch_dir("cbir-test-")
+    assert Path(mine.name).is_dir()  # a live process keeps its folders
+    mine.cleanup(), other.cleanup()
+
+
 def test_a_scratch_folder_is_removed_with_its_owner():
     """The protocol runs keep their server's store in one; nothing is left in /tmp afterwards."""
     import gc

@@ -274,4 +274,4 @@ def test_job_seconds_come_from_snakemake_s_own_stamps():
            "[Tue Dec  1 13:34:55 2026]\nlocalrule features:\n    output: build/features/cpu/default/vit_8.done\n"
            "    jobid: 3\n[Tue Dec  1 13:35:40 2026]\nFinished jobid: 14 (Rule: chapter_02_classification)\n"
            "[Tue Dec  1 13:36:00 2026]\nFinished jobid: 3 (Rule: features)\n")
-    assert wf.job_seconds(log) == {"02_classification": 46.0, "features vit 8": 65.0}
+    assert wf.job_seconds(log) == {"02_classification": 46.0, "features vit": 65.0}
