@@ -103,7 +103,10 @@ class WeightsProvenance:
     notes: list[str] = field(default_factory=list)
 
     def record(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["file"]:
+            out["file"] = paths.portable(out["file"])  # data/cache/..., not this machine's folders
+        return out
 
 
 @dataclass

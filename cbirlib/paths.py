@@ -44,6 +44,16 @@ def results_dir() -> Path:
     return project_root() / "results"
 
 
+def portable(path: str | Path) -> str:
+    """``path`` relative to the project root when it lies inside it (``data/cache/...``), else as
+    given: what provenance records, so that it names no machine's folders."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
     """A private temporary folder (``.name``) that is deleted when the returned object is garbage
     collected or the interpreter exits; keep the object as long as the folder is in use.

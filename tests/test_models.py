@@ -99,3 +99,14 @@ def test_resample_pos_embed_identity_at_native_size():
     pe = models.resample_pos_embed(grid, cls, 37)
     assert pe.shape == (1, 1 + 37 * 37, 4)
     assert torch.allclose(pe[0, 1:].T.reshape(4, 37, 37), grid[0], atol=1e-5)
+
+
+def test_weights_provenance_names_files_relative_to_the_project():
+    from cbirlib import paths
+    from cbirlib.models import WeightsProvenance
+
+    inside = paths.cache_dir() / "files" / "vit_onnx" / "w.onnx"
+    rec = WeightsProvenance("vit", "a", "bundled", "auto", 3, 56, "s", file=str(inside)).record()
+    assert rec["file"] == "data/cache/files/vit_onnx/w.onnx"
+    assert WeightsProvenance("vit", "a", "bundled", "auto", 3, 56, "s", file="/elsewhere/w.onnx").record()["file"] \
+        == "/elsewhere/w.onnx"
