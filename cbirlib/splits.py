@@ -139,13 +139,18 @@ def has_positions(table: pd.DataFrame) -> bool:
 
 def slab_folds(table: pd.DataFrame, k: int = 5) -> np.ndarray:
     """Test fold of every image: each (volume, plane) stack is cut into ``k`` contiguous slabs of
-    (nearly) equal counts along its positions; slab ``f`` is fold ``f``'s test set.
+    (nearly) equal counts along its positions; slab ``f`` is fold ``f``'s test set. A stack with
+    fewer than ``k`` images leaves some of its slabs empty; when every stack does, some folds would
+    test nothing, which is an error.
 
     Returns (n,) int array aligned with ``table``'s rows.
     """
     _check_k(k)
     if not has_positions(table):
         raise SplitError("slab folds need the columns volume, plane and position_mm")
+    largest = int(table.groupby(list(STACK)).size().max()) if len(table) else 0
+    if largest < k:  # every stack would leave the last folds empty
+        raise SplitError(f"{k} slab folds need a stack of at least {k} images; the largest has {largest}")
     fold = np.zeros(len(table), dtype=int)
     for _, g in table.groupby(list(STACK), sort=True):
         rank = np.argsort(np.argsort(g.position_mm.to_numpy(), kind="stable"), kind="stable")
