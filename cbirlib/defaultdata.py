@@ -96,7 +96,8 @@ def _drr_views(src: volumes.VolumeSource, cfg: DefaultBuildConfig):
     vol = src.load()
     box = volumes.body_box(vol.data, src.body_threshold, vol.spacing, cfg.crop_margin_mm)
     mu = radiographs.resample_isotropic(radiographs.attenuation(vol.data[box]), vol.spacing, cfg.drr_step_mm)
-    views = [(e, a, radiographs.drr(mu, cfg.drr_step_mm, a, e)) for e in cfg.drr_elevations for a in cfg.drr_azimuths]
+    images = radiographs.drr_views(mu, cfg.drr_step_mm, cfg.drr_azimuths, cfg.drr_elevations)
+    views = [(e, a, images[(e, a)]) for e in cfg.drr_elevations for a in cfg.drr_azimuths]
     stack = np.stack([v for _, _, v in views])
     lo, hi = np.percentile(stack[stack > 0.05], [1.0, 99.8])  # one window per CT, set by the body
     for e, a, view in views:

@@ -42,15 +42,29 @@ def drr(mu: np.ndarray, step_mm: float, azimuth_deg: float, elevation_deg: float
         the transmitted fraction): bone and dense tissue bright, air dark, as on a radiograph film;
         rows run from the top of the patient (Z high) down.
     """
+    return drr_views(mu, step_mm, (azimuth_deg,), (elevation_deg,))[(elevation_deg, azimuth_deg)]
+
+
+def _turn(v: np.ndarray, degrees: float, axes: tuple[int, int]) -> np.ndarray:
     from scipy import ndimage
 
-    v = mu
-    if azimuth_deg:
-        v = ndimage.rotate(v, azimuth_deg, axes=(0, 1), reshape=False, order=1, mode="constant", cval=0.0)
-    if elevation_deg:
-        v = ndimage.rotate(v, elevation_deg, axes=(1, 2), reshape=False, order=1, mode="constant", cval=0.0)
-    line = v.sum(axis=1) * step_mm * MU_WATER_PER_MM  # (X, Z)
-    return np.ascontiguousarray(line.T[::-1], dtype=np.float32)
+    if not degrees:
+        return v
+    return ndimage.rotate(v, degrees, axes=axes, reshape=False, order=1, mode="constant", cval=0.0)
+
+
+def drr_views(mu: np.ndarray, step_mm: float, azimuths_deg, elevations_deg) -> dict[tuple[float, float], np.ndarray]:
+    """:func:`drr` for every (elevation, azimuth) pair, keyed so. The volume is turned once per
+    azimuth and that turned volume tilted to each elevation (the same two rotations as
+    :func:`drr`, hence the same images, with 1 + #elevations rotations per azimuth instead of
+    2 x #elevations)."""
+    out = {}
+    for a in azimuths_deg:
+        turned = _turn(mu, a, (0, 1))
+        for e in elevations_deg:
+            line = _turn(turned, e, (1, 2)).sum(axis=1) * step_mm * MU_WATER_PER_MM  # (X, Z)
+            out[(e, a)] = np.ascontiguousarray(line.T[::-1], dtype=np.float32)
+    return out
 
 
 def to_uint8(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
