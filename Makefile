@@ -40,7 +40,7 @@ CLUSTER ?=
 WORKFLOW = $(PY) -m cbirlib.workflow run --cores $(CORES) --profile $(PROFILE) --data '$(DATA)'
 DATA_BUILD := cbirlib/defaultdata.py cbirlib/volumes.py cbirlib/radiographs.py cbirlib/splits.py cbirlib/assets.py
 
-.PHONY: help venv assets weights data data-drr notebooks book run refresh test lab clean distclean paper-run \
+.PHONY: help venv lock assets weights data data-drr notebooks book run refresh test lab clean distclean paper-run \
         book-check reference-book chromium sweep sweeps-check book-needs
 
 help: ## list targets
@@ -49,14 +49,22 @@ help: ## list targets
 	@echo "Variables: PROFILE=ci|cpu|paper (default cpu) for book/notebooks/run; NB=<notebook id> PARAMS='-p name value ...' for run;"
 	@echo "           CORES=<n> (default: all) for book/notebooks/sweep; SWEEP=<name> CLUSTER=slurm|kubernetes for sweep"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml workflow/install_env.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --no-compile -r requirements.txt $(QUIET_PIP)
-	$(PIP) install -q --no-deps -e . $(QUIET_PIP)
+	$(PYTHON) workflow/install_env.py $(VENV) requirements.lock --editable .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cbirlib)" > /dev/null
 	@touch $@
 
-venv: $(VENV)/.installed ## create .venv and install the pinned requirements and cbirlib (editable)
+venv: $(VENV)/.installed ## create .venv and install the locked environment (requirements.lock, by uv) and cbirlib (editable)
+
+requirements.lock: requirements.txt ## after changing requirements.txt: install it with pip, test, then freeze the result as the lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --no-compile -r requirements.txt $(QUIET_PIP)
+	{ echo "# Every package of the tested environment, exactly (make venv installs this; make lock after"; \
+	  echo "# changing requirements.txt, then make test). Direct dependencies: requirements.txt."; \
+	  $(PIP) freeze --exclude-editable; } > $@.tmp && mv $@.tmp $@
+
+lock: requirements.lock ## rewrite requirements.lock from requirements.txt (pip resolves, the venv's versions are frozen)
 
 data/cache/.assets: $(VENV)/.installed cbirlib/assets.py
 	$(CBIR) assets fetch

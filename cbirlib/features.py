@@ -149,6 +149,13 @@ def cached(images: np.ndarray, compute: Callable[[np.ndarray], torch.Tensor], *k
     return out
 
 
+def network_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The (N, 3, S, S) input as the model runs fastest on a CPU: channels-last for VGG-16, whose
+    oneDNN convolutions then take the NHWC kernels (measured 1.27x at 112 px, batch 32, one
+    thread; float32 either way, features equal to rounding), unchanged for the ViT."""
+    return x.contiguous(memory_format=torch.channels_last) if isinstance(model, models.VGG16) else x
+
+
 def extract(bundle: ModelBundle, images: np.ndarray, *, batch_size: int = 32, device: torch.device | str = "cpu",
             cache: bool = True, progress: bool = False, desc: str = "features") -> torch.Tensor:
     """Pooled features (see :func:`cbirlib.models.pooled_features`) of uint8 images (N, S, S, 3)
@@ -161,7 +168,8 @@ def extract(bundle: ModelBundle, images: np.ndarray, *, batch_size: int = 32, de
         out = []
         with torch.no_grad():
             for s in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, disable=not progress):
-                out.append(pooled_features(m, bundle.preprocess(x[s:s + batch_size]).to(device)).float().cpu())
+                batch = network_input(m, bundle.preprocess(x[s:s + batch_size]).to(device))
+                out.append(pooled_features(m, batch).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, 0)
 
     return cached(images, compute, "pooled", fingerprint(model, CLASSIFIER_PREFIXES),
@@ -213,7 +221,7 @@ class FeatureModel(nn.Module):
         device = self.mean.device
 
         def compute(x: np.ndarray) -> torch.Tensor:
-            out = [self._embed(self.preprocess(x[s:s + batch_size]).to(device)).float().cpu()
+            out = [self._embed(network_input(self.backbone, self.preprocess(x[s:s + batch_size]).to(device))).float().cpu()
                    for s in range(0, len(x), batch_size)]
             return torch.cat(out) if out else torch.zeros(0, self.dim)
 

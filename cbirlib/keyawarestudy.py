@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, paths, retrieval, train
+from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, paths, profiles, retrieval, train
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,19 @@ class Study:
     table: pd.DataFrame           # variant, class, metric, value, source
     identity: dict                # the one-image identity check
     extras: dict                  # features, heads, keys (for the protocol and the notebook)
+
+
+def config_for(profile: str, *, model: str = "vit", weights: str = "auto", data: str = "default",
+               block_size: int = 14, negpos: bool = True, fresh_keys: int | None = None,
+               image_size: int | None = None, epochs: int | None = None, seed: int = 0) -> StudyConfig:
+    """The chapter's configuration: the profile's values (:mod:`cbirlib.profiles`) where an
+    argument is None, validated by :class:`StudyConfig`."""
+    chosen = profiles.resolve("06_key_aware", profile, image_size=image_size, epochs=epochs, fresh_keys=fresh_keys,
+                              train_per_class=None, val_per_class=None, test_per_class=None)
+    return StudyConfig(model=model, weights=weights, data=data, image_size=chosen["image_size"],
+                       block_size=block_size, negpos=negpos, fresh_keys=chosen["fresh_keys"], epochs=chosen["epochs"],
+                       train_per_class=chosen["train_per_class"], val_per_class=chosen["val_per_class"],
+                       test_per_class=chosen["test_per_class"], seed=seed, profile=profile)
 
 
 def shared_key(cfg: StudyConfig, seed: int | None = None) -> cbkeys.Key:

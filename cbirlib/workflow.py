@@ -4,7 +4,8 @@ Two kinds of work go through the same engine:
 
 - **the book**: one job per chapter notebook (papermill), in parallel where the chapters'
   dependencies allow (:data:`UPSTREAM`), after jobs that compute the frozen-trunk features the
-  chapters share (:func:`feature_jobs`; cached by content, :mod:`cbirlib.features`);
+  chapters share (:func:`feature_groups`, :func:`chapter_features`, and the key-aware study's own
+  job; cached by content, :mod:`cbirlib.features`);
 - **sweeps**: a YAML file in ``workflow/sweeps/`` describes a grid of a chapter's parameters;
   every point of the grid is one job that writes its own folder of tidy results, and one
   aggregation job per sweep joins them into ``results/sweeps/<name>/`` with intervals. An
@@ -56,11 +57,28 @@ from . import paths
 UPSTREAM = {"05_security": ("02_classification",), "06_key_aware": ("05_security",)}
 #: the last chapter reads every other chapter's tables
 SCORECARD = "99_scorecard"
-#: the longest chain starts first
-PRIORITY = {"02_classification": 50, "05_security": 40, "06_key_aware": 30, "04_quantization": 20}
-#: chapters whose frozen-trunk features the feature jobs compute beforehand (the same arrays,
-#: hence the same cache entries): the classification chapter's models and domains
-FEATURE_CHAPTERS = ("00_data", "02_classification", "03_retrieval", "04_quantization")
+#: which job Snakemake starts first when several are ready (higher first): the feature jobs that
+#: the longest chains wait for, then the longest chapters, the short ones last to fill the gaps
+PRIORITY = {"features vgg16 (paper's domains)": 70, "features vit (paper's domains)": 65, "04_quantization": 60,
+            "features vgg16 (more block sizes)": 58, "features vit (more block sizes)": 56, "features key-aware": 52,
+            "02_classification": 50, "05_security": 45, "06_key_aware": 40, "drr": 35, "00_data": 30,
+            "03_retrieval": 20, "01_encryption": 10}
+#: the domains of Tables VI-VII; the feature job of each model computes these first, in a job of its
+#: own, so the chapters that read only them start before the other block sizes are done
+PAPER_DOMAINS = ("plain", "8", "1")
+#: the frozen-trunk features each chapter reads (from the feature jobs, which compute them
+#: beforehand: the same arrays, hence the same cache entries) at its default parameters: "all"
+#: (every model and domain of the classification profile), {model: domains}, or a function of the
+#: profile that returns one of those
+FEATURE_NEEDS = {"00_data": lambda profile: _check_set_features(profile),
+                 "02_classification": "all",
+                 "03_retrieval": {"vit": PAPER_DOMAINS},
+                 "04_quantization": {"vgg16": ("8",)},
+                 "06_key_aware": {"vit": ("plain",)}}
+#: the stamp of the job that computes the key-aware chapter's features (its ciphertexts and
+#: transformed models) beside the other jobs, so that the chapter itself, which must wait for the
+#: security chapter, only reads them
+KEY_AWARE_STAMP = "keyaware.done"
 
 
 class WorkflowError(ValueError):
@@ -91,8 +109,7 @@ def upstream(nb: str) -> list[str]:
 
 def feature_jobs(profile: str) -> list[tuple[str, str]]:
     """(model, domain) pairs whose frozen-trunk features the classification chapter computes at
-    ``profile`` (none when the profile fine-tunes every weight); one job per model computes all
-    of its domains."""
+    ``profile`` (none when the profile fine-tunes every weight)."""
     from . import profiles
 
     p = profiles.PROFILES["02_classification"][profile]
@@ -103,10 +120,42 @@ def feature_jobs(profile: str) -> list[tuple[str, str]]:
     return [(m, str(d)) for m in MODEL_NAMES for d in p["domains"]]
 
 
+def feature_groups(profile: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The feature jobs at ``profile``: (model, group, domains), per model one job for the paper's
+    domains (:data:`PAPER_DOMAINS`) and one for any other block sizes (one torch import and model
+    build per job)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for model, domain in feature_jobs(profile):
+        group = "paper's domains" if domain in PAPER_DOMAINS else "more block sizes"
+        groups.setdefault((model, group), []).append(domain)
+    return [(m, g, tuple(d)) for (m, g), d in groups.items()]
+
+
+def _check_set_features(profile: str) -> dict:
+    """The data chapter trains its check-set models on the plaintext default data."""
+    from . import profiles
+
+    return {m: ("plain",) for m in profiles.PROFILES["00_data"][profile]["check_models"]}
+
+
+def chapter_features(nb: str, profile: str) -> list[tuple[str, str]]:
+    """The (model, domain) feature stamps chapter ``nb`` waits for (:data:`FEATURE_NEEDS`)."""
+    need = FEATURE_NEEDS.get(nb)
+    need = need(profile) if callable(need) else need
+    jobs = feature_jobs(profile)
+    if need == "all":
+        return jobs
+    return [(m, d) for m, d in jobs if need and d in need.get(m, ())]
+
+
 def warm_features(profile: str, data: str, model: str, domains: list[str], seed: int = 0) -> dict[str, int]:
     """Compute (or find in the cache) the frozen-trunk features of every split of ``data`` for
     one model and each of ``domains``, exactly as the chapters will ask for them, in one process
-    (one import of torch, one model build for all domains). Returns the image count per domain."""
+    (one import of torch, one model build for all domains). The splits of a domain go through the
+    network together (less padding of the last batch; the cache keeps rows, which do not depend
+    on the other images of a batch). Returns the image count per domain."""
+    import numpy as np
+
     from . import classificationstudy, data as cbir_data, features, models, train
 
     cfg = classificationstudy.config_for(profile, model, data=data, seed=seed)
@@ -114,11 +163,19 @@ def warm_features(profile: str, data: str, model: str, domains: list[str], seed:
     bundle = models.build_model(cfg.model, len(dataset.classes), cfg.weights, cfg.image_size, cfg.seed)
     counts = {}
     for domain in domains:
-        counts[domain] = 0
-        for split in train.prepare_splits(cfg, dataset, train.Domain.parse(domain)).values():
-            features.extract(bundle, split.images, batch_size=cfg.batch_size, device=train.device_for(cfg.device))
-            counts[domain] += len(split.images)
+        splits = train.prepare_splits(cfg, dataset, train.Domain.parse(domain)).values()
+        images = np.concatenate([split.images for split in splits])
+        features.extract(bundle, images, batch_size=cfg.batch_size, device=train.device_for(cfg.device))
+        counts[domain] = len(images)
     return counts
+
+
+def warm_key_aware(profile: str, data: str) -> int:
+    """Run the key-aware study at ``profile`` as its chapter will (its default parameters), so that
+    every feature it needs is in the cache when the chapter runs. Returns the rows of its table."""
+    from . import keyawarestudy
+
+    return len(keyawarestudy.run(keyawarestudy.config_for(profile, data=data)).table)
 
 
 def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results_dir: str = "",
@@ -464,8 +521,11 @@ def _job_name(output: str) -> str:
     p = Path(output)
     if p.suffix == ".ipynb":
         return p.stem
-    if p.parts[:2] == ("build", "features"):  # one job per model writes a stamp per domain
-        return "features " + p.stem.split("_")[0]
+    if p.parts[:2] == ("build", "features"):  # a feature job writes a stamp per domain
+        if p.name == KEY_AWARE_STAMP:
+            return "features key-aware"
+        model, domain = p.stem.split("_", 1)
+        return f"features {model} " + ("(paper's domains)" if domain in PAPER_DOMAINS else "(more block sizes)")
     if "points" in p.parts:
         return "point " + p.parent.name
     return output
@@ -743,6 +803,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--domain", nargs="+", required=True)
     p.add_argument("--stamp", nargs="+", required=True, help="one file per domain, written when all are done")
+    p = sub.add_parser("keyaware-features", help="run the key-aware study once, so its chapter finds its features cached")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data", default="default")
+    p.add_argument("--stamp", required=True, help="written when done")
     p = sub.add_parser("point", help="run one point of a sweep")
     p.add_argument("sweep")
     p.add_argument("point")
@@ -782,6 +846,11 @@ def main(argv: list[str] | None = None) -> int:
         for domain, stamp in zip(args.domain, map(Path, args.stamp)):
             stamp.parent.mkdir(parents=True, exist_ok=True)
             stamp.write_text(json.dumps({"model": args.model, "domain": domain, "images": counts[domain]}) + "\n")
+    elif args.action == "keyaware-features":
+        rows = warm_key_aware(args.profile, args.data)
+        stamp = Path(args.stamp)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"study": "06_key_aware", "rows": rows}) + "\n")
     elif args.action == "point":
         print(run_sweep_point(args.sweep, args.point))
     elif args.action == "aggregate":

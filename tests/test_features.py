@@ -97,8 +97,21 @@ def test_a_networks_features_of_an_image_do_not_depend_on_the_other_images_of_it
     other = torch.cat([x[5:6], torch.randn(5, 3, 56, 56, generator=g)])
     padded = torch.cat([x[5:6], torch.zeros(5, 3, 56, 56)])
     with torch.no_grad():
-        f = [models.pooled_features(b.model.eval(), t) for t in (x[:6], other, padded)]
+        f = [models.pooled_features(b.model.eval(), features.network_input(b.model, t)) for t in (x[:6], other, padded)]
     assert torch.equal(f[0][5], f[1][0]) and torch.equal(f[0][5], f[2][0])
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vit"])
+def test_the_cpu_layout_of_the_input_changes_features_only_by_rounding(name):
+    """VGG-16 runs on channels-last input (faster on CPUs); the ViT's input is left as it is."""
+    b = models.build_model(name, 3, "none", 56, seed=0)
+    x = torch.randn(4, 3, 56, 56, generator=torch.Generator().manual_seed(1))
+    fast = features.network_input(b.model, x)
+    assert fast.is_contiguous(memory_format=torch.channels_last) == (name == "vgg16")
+    assert torch.equal(fast, x)
+    with torch.no_grad():
+        ref, got = (models.pooled_features(b.model.eval(), t) for t in (x, fast))
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
 
 
 def test_fingerprint_follows_the_weights_but_not_the_classifier():

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from cbirlib import classificationstudy as cs
-from cbirlib import data, paths, workflow as wf
+from cbirlib import data, paths, profiles, workflow as wf
 from cbirlib.train import Domain
 
 ROOT = paths.project_root()
@@ -127,7 +127,11 @@ def test_book_graph_declares_the_chapters_dependencies():
     for nb in wf.chapters():
         if nb != wf.SCORECARD:
             assert (f"chapter_{nb}", f"chapter_{wf.SCORECARD}") in named, nb
-    assert ("features", "chapter_02_classification") in named
+    assert ("features_vgg16_more", "chapter_02_classification") in named
+    assert ("features_vgg16_paper", "chapter_04_quantization") in named
+    assert ("features_vgg16_more", "chapter_04_quantization") not in named  # 04 reads only 8-px blocks
+    assert ("keyaware_features", "chapter_06_key_aware") in named
+    assert ("features_vit_paper", "keyaware_features") in named
 
 
 GPU_SWEEP = """
@@ -249,6 +253,7 @@ def test_touching_one_chapter_reruns_it_and_what_reads_it(tmp_path):
             (project / "data" / entry.name).symlink_to(entry)
     outputs = [project / "book" / "executed" / f"{nb}.ipynb" for nb in wf.chapters()]
     stamps = [project / "build" / "features" / "cpu" / "default" / f"{m}_{d}.done" for m, d in wf.feature_jobs("cpu")]
+    stamps.append(project / "build" / "features" / "cpu" / "default" / wf.KEY_AWARE_STAMP)
     stamps.append(project / "data" / "default-drr" / "manifest.csv")  # a job's output too, before the chapters
     time.sleep(0.05)
     for f in stamps + outputs:  # a finished build: every output newer than every input
@@ -268,10 +273,27 @@ def test_touching_one_chapter_reruns_it_and_what_reads_it(tmp_path):
     assert pending == ["03_retrieval", "99_scorecard"], pending
 
 
+@pytest.mark.parametrize("profile", ["ci", "cpu"])
+def test_feature_jobs_split_by_model_and_domains_and_chapters_wait_only_for_what_they_read(profile):
+    groups = wf.feature_groups(profile)
+    assert sorted((m, d) for m, _, ds in groups for d in ds) == sorted(wf.feature_jobs(profile))
+    assert all(set(ds) <= set(wf.PAPER_DOMAINS) for _, g, ds in groups if g == "paper's domains")
+    assert {f"features {m} ({g})" for m, g, _ in groups} <= set(wf.PRIORITY)
+    assert wf.chapter_features("02_classification", profile) == wf.feature_jobs(profile)
+    assert wf.chapter_features("04_quantization", profile) == [("vgg16", "8")]
+    assert wf.chapter_features("06_key_aware", profile) == [("vit", "plain")]
+    assert wf.chapter_features("05_security", profile) == []
+    check_models = profiles.PROFILES["00_data"][profile]["check_models"]
+    assert sorted(wf.chapter_features("00_data", profile)) == sorted((m, "plain") for m in check_models)
+    names = {wf._job_name(f"build/features/{profile}/default/{m}_{d}.done") for m, _, ds in groups for d in ds}
+    assert names == {f"features {m} ({g})" for m, g, _ in groups}
+    assert wf._job_name(f"build/features/{profile}/default/{wf.KEY_AWARE_STAMP}") == "features key-aware"
+
+
 def test_job_seconds_come_from_snakemake_s_own_stamps():
     log = ("[Tue Dec  1 13:34:54 2026]\nlocalrule chapter_02_classification:\n    input: a\n"
            "    output: book/executed/02_classification.ipynb\n    log: x\n    jobid: 14\n"
            "[Tue Dec  1 13:34:55 2026]\nlocalrule features:\n    output: build/features/cpu/default/vit_8.done\n"
            "    jobid: 3\n[Tue Dec  1 13:35:40 2026]\nFinished jobid: 14 (Rule: chapter_02_classification)\n"
            "[Tue Dec  1 13:36:00 2026]\nFinished jobid: 3 (Rule: features)\n")
-    assert wf.job_seconds(log) == {"02_classification": 46.0, "features vit": 65.0}
+    assert wf.job_seconds(log) == {"02_classification": 46.0, "features vit (paper's domains)": 65.0}
