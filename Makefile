@@ -59,7 +59,7 @@ venv: $(VENV)/.installed ## create .venv and install the locked environment (req
 
 requirements.lock: requirements.txt ## after changing requirements.txt: install it with pip, test, then freeze the result as the lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --no-compile -r requirements.txt $(QUIET_PIP)
+	$(PIP) install -q -r requirements.txt $(QUIET_PIP)
 	{ echo "# Every package of the tested environment, exactly (make venv installs this; make lock after"; \
 	  echo "# changing requirements.txt, then make test). Direct dependencies: requirements.txt."; \
 	  $(PIP) freeze --exclude-editable; } > $@.tmp && mv $@.tmp $@

@@ -676,8 +676,9 @@ def run(targets: list[str], cores: int | None = None, config: dict | None = None
         return 0
     profile = config.get("profile", "cpu")
     watcher = Progress(outputs, cores, expected_seconds(profile))
-    print(f"workflow: {len(outputs)} jobs on {cores} core(s): {', '.join(_job_name(o) for o in outputs[:12])}"
-          f"{' ...' if len(outputs) > 12 else ''} (log: {log_path.relative_to(root())})", file=sys.stderr, flush=True)
+    names = list(dict.fromkeys(_job_name(o) for o in outputs))  # a job with several outputs once
+    print(f"workflow: {len(names)} jobs on {cores} core(s): {', '.join(names[:12])}"
+          f"{' ...' if len(names) > 12 else ''} (log: {log_path.relative_to(root())})", file=sys.stderr, flush=True)
     thread = threading.Thread(target=watcher.watch, daemon=True) if progress else None
     if thread:
         thread.start()

@@ -9,7 +9,11 @@ dependencies. The installer is uv (from PyPI, pinned below): it unpacks wheels i
 pip is configured with (``pip config list``: find-links, index and extra index URLs, constraints;
 local wheel stores and mirrors included) and pip's rule for several sources (the best version
 from any of them), so both installers pick the same files. Where uv cannot be installed, pip
-installs the same lock. Standard library only: it runs before anything is installed.
+installs the same lock. Modules are byte-compiled at install (uv: in parallel, 16 s for 18,417
+files): these machines set PYTHONDONTWRITEBYTECODE=1, so otherwise every process compiles every
+module it imports, every time (importing torch, timm, pandas, matplotlib, scikit-learn, scipy,
+onnxruntime and IPython: 14.8 s uncompiled, 6.8 s compiled; the book runs about 25 processes).
+Standard library only: it runs before anything is installed.
 """
 
 from __future__ import annotations
@@ -66,13 +70,13 @@ def install(venv: Path, lock: Path, editable: Path | None) -> str:
                             stderr=subprocess.DEVNULL).returncode == 0
     if got_uv:
         config = subprocess.run(pip + ["config", "list"], capture_output=True, text=True).stdout
-        uv = [str(venv / "bin" / "uv"), "pip", "install", "--python", python, "--quiet",
+        uv = [str(venv / "bin" / "uv"), "pip", "install", "--python", python, "--quiet", "--compile-bytecode",
               "--index-strategy", "unsafe-best-match", *pip_sources(config)]
         _run(uv + ["-r", str(lock)])
         if editable:
             _run(uv + ["--no-deps", "-e", str(editable)])
         return f"uv {UV_VERSION}"
-    _run(pip + ["install", "-q", "--no-compile", "-r", str(lock)])
+    _run(pip + ["install", "-q", "-r", str(lock)])
     if editable:
         _run(pip + ["install", "-q", "--no-deps", "-e", str(editable)])
     return "pip (uv could not be installed)"
