@@ -57,14 +57,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml workflow/install_env.py
 
 venv: $(VENV)/.installed ## create .venv and install the locked environment (requirements.lock, by uv) and cbirlib (editable)
 
-requirements.lock: requirements.txt ## after changing requirements.txt: install it with pip, test, then freeze the result as the lock
+lock: ## after changing requirements.txt: pip resolves it into .venv, the result is frozen into requirements.lock (then make test)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements.txt $(QUIET_PIP)
 	{ echo "# Every package of the tested environment, exactly (make venv installs this; make lock after"; \
 	  echo "# changing requirements.txt, then make test). Direct dependencies: requirements.txt."; \
-	  $(PIP) freeze --exclude-editable; } > $@.tmp && mv $@.tmp $@
-
-lock: requirements.lock ## rewrite requirements.lock from requirements.txt (pip resolves, the venv's versions are frozen)
+	  $(PIP) freeze --exclude-editable; } > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock
 
 data/cache/.assets: $(VENV)/.installed cbirlib/assets.py
 	$(CBIR) assets fetch
