@@ -11,7 +11,9 @@ one shared key, block 16, no substitution, see :class:`PeerBlockScramble`):
   encryption (the paper's protocol);
 - "one shared key": one ``Key`` for the whole batch; "shared key, one per image": the same key
   given once per image (expanded once all the same);
-- the key expansion alone, per image;
+- the key expansion alone, per image (:func:`cbirlib.cipher.expand`, the schedule of every image
+  written out), beside key expansion version 1 (sorting random 64-bit keys; still used by
+  version-1 key files) timed in the same run;
 then the time to encrypt a paper-sized dataset (3,600 images, per-image keys) with the default
 worker threads. ``ratio_vs_peer_<path>=`` lines give MTCE MB/s / peer MB/s for every path; the
 last line is ``ratio_vs_aes_ctr_block8=<MTCE encrypt MB/s / AES-128-CTR MB/s, schedule
@@ -24,6 +26,7 @@ import argparse
 import os
 import platform
 import time
+from dataclasses import replace
 
 import numpy as np
 from cryptography.hazmat.backends import default_backend
@@ -130,6 +133,9 @@ def main() -> None:
         t_shared_list_e = best_of(lambda: cipher.encrypt(images, [shared] * len(images), workers=1), args.repeats)
         t_expand = best_of(lambda: [cipher.expand(image_keys[s:s + args.chunk], SHAPE)
                                     for s in range(0, args.images, args.chunk)], args.repeats)
+        v1_keys = [k.with_params(replace(k.params, expansion=1)) for k in image_keys]
+        t_expand_v1 = best_of(lambda: [cipher.expand(v1_keys[s:s + args.chunk], SHAPE)
+                                       for s in range(0, args.images, args.chunk)], args.repeats)
         assert np.array_equal(cipher.decrypt(enc, image_keys, workers=1), images)
         assert np.array_equal(cipher.encrypt(images, [shared] * len(images), workers=1),
                               cipher.encrypt(images, shared, workers=1))
@@ -141,7 +147,8 @@ def main() -> None:
                   f"({mb / t_e / aes128:.3f} x AES-128-CTR, {mb / t_e / peer_mb_s:.2f} x peer){dec}")
             ratios[f"block{b}_{what.replace(' ', '_').replace('.', '').replace(',', '')}"] = mb / t_e / peer_mb_s
         print(f"block {b:2d} key expansion (per-image keys, chunks of {args.chunk}): "
-              f"{t_expand / args.images * 1e3:.3f} ms per image")
+              f"{t_expand / args.images * 1e3:.3f} ms per image; version 1 {t_expand_v1 / args.images * 1e3:.3f} ms "
+              f"({t_expand_v1 / t_expand:.1f}x slower)")
         if b == 8:
             ratio_block8 = mb / t_pre_e / aes128
             ratio_full8 = mb / t_full_e / aes128

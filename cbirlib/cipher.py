@@ -10,9 +10,11 @@ For an image of H x W pixels and C channels cut into K = (H/b)(W/b) blocks of b 
 
 Implementation. Keys are expanded with an AES-256-CTR keystream (:mod:`cbirlib.keys`; the
 cipher parameters are part of the stream's label). Each destination block j gets: the source
-block ``order[j]`` (sorting K random 64-bit keys), a channel order sigma_j, substitution bytes, and
-a uniformly random arrangement D_j of the source block's n values (sorting n random keys that
-carry the value's index in their low bits). The step-1 permutation of the source block is
+block ``order[j]``, a channel order sigma_j, substitution bytes, and a uniformly random
+arrangement D_j of the source block's n values. Key expansion 2 (the default) draws the block
+order and every D_j with Fisher-Yates shuffles (:mod:`cbirlib.keyexpansion`: unbiased bounded
+integers from 16-bit keystream words, compiled); expansion 1 (keys of version-1 key files)
+sorted random 64-bit keys, about 3x slower. The step-1 permutation of the source block is
 defined as D_j o sigma_j^-1, so steps 1-3 compose exactly into "destination value t of block j =
 source value D_j[t] of block order[j], plus the substitution byte": ONE gather and ONE byte add
 per image (:class:`Schedule`), with no Python loop over pixels or blocks.
@@ -32,6 +34,7 @@ an error (``pad="error"``) or zero-padded at the bottom/right (``pad="pad"``); g
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -41,7 +44,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .keys import CipherParams, Key, KeyUsageError, keystream_row_bytes, keystreams
+from . import keyexpansion
+from .keys import CipherParams, Key, KeyUsageError, keystream, keystream_row_bytes, keystreams
 
 PAD_POLICIES = ("error", "pad")
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -77,13 +81,17 @@ class Schedule:
     channels: np.ndarray
 
 
+@functools.lru_cache(maxsize=16)
 def _block_offsets(h: int, w: int, c: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     """Image-flat index of value t of block k is ``base[k] + off[t]`` (blocks row-major,
-    values (py, px, ch) row-major inside a block). Returns base (K,), off (b*b*C,), int64."""
+    values (py, px, ch) row-major inside a block). Returns base (K,), off (b*b*C,), int64,
+    read-only (cached per shape)."""
     by, bx = np.divmod(np.arange((h // b) * (w // b)), w // b)
     base = (by * b * w + bx * b) * c
     py, px, ch = np.unravel_index(np.arange(b * b * c), (b, b, c))
-    return base.astype(np.int64), ((py * w + px) * c + ch).astype(np.int64)
+    base, off = base.astype(np.int64), ((py * w + px) * c + ch).astype(np.int64)
+    base.flags.writeable = off.flags.writeable = False
+    return base, off
 
 
 def _block_view(flat: np.ndarray, h: int, w: int, c: int, b: int) -> np.ndarray:
@@ -129,11 +137,14 @@ def _low_word(keys64: np.ndarray, largest: int) -> np.ndarray:
 
 
 def _stream_label(params: CipherParams, shape: tuple[int, int, int]) -> bytes:
-    return b"mtce-expand|" + json.dumps([params.record(), list(shape)], sort_keys=True).encode()
+    record = params.record()
+    if params.expansion == 1:  # version 1 labels its stream without the field, as it always did
+        record.pop("expansion")
+    return b"mtce-expand|" + json.dumps([record, list(shape)], sort_keys=True).encode()
 
 
-def expand(keys: Sequence[Key], shape: tuple[int, int, int], _ws: _Workspace | None = None) -> Schedule:
-    """Expand N keys (same parameters) into one :class:`Schedule` for images of ``shape``."""
+def _check_keys(keys: Sequence[Key], shape: tuple[int, int, int]) -> CipherParams:
+    """The parameters of a batch's keys, after checking that they can encrypt images of ``shape``."""
     if not keys:
         raise CipherInputError("no keys given")
     params = keys[0].params
@@ -145,17 +156,91 @@ def expand(keys: Sequence[Key], shape: tuple[int, int, int], _ws: _Workspace | N
                                 "(per-image keys) or a key of kind 'shared'")
         if k.params != params:
             raise KeyUsageError(f"all keys of one batch need the same parameters: {k.params} != {params}")
+    h, w, _ = shape
+    if h % params.block_size or w % params.block_size:
+        raise CipherInputError(f"{h}x{w} is not a multiple of block size {params.block_size}")
+    return params
+
+
+def expand(keys: Sequence[Key], shape: tuple[int, int, int], _ws: _Workspace | None = None) -> Schedule:
+    """Expand N keys (same parameters) into one :class:`Schedule` for images of ``shape``
+    (H, W, C), with the keys' expansion version (:mod:`cbirlib.keyexpansion`)."""
+    params = _check_keys(keys, shape)
     h, w, c = shape
     b = params.block_size
-    if h % b or w % b:
-        raise CipherInputError(f"{h}x{w} is not a multiple of block size {b}")
+    ws = _ws or _Workspace()
+    index, order, channel_codes, subst = (_expand_v1 if params.expansion == 1 else _expand_v2)(keys, shape, ws)
+    nimg, nk = order.shape
+    if params.swap and c == 3:
+        channels = _PERMS3[channel_codes]
+    else:
+        channels = np.broadcast_to(np.arange(c), (nimg, nk, c))
+    return Schedule((h, w, c), b, index, subst, _row_addend(subst, shape, b), order, channels)
+
+
+def _row_addend(subst: np.ndarray, shape: tuple[int, int, int], b: int) -> np.ndarray:
+    """(N, K, C) substitution bytes laid out along one pixel row of each block row: (N, H/b, W*C)."""
+    h, w, c = shape
+    n = len(subst)
+    return np.repeat(subst.reshape(n, h // b, w // b, 1, c), b, axis=3).reshape(n, h // b, w * c)
+
+
+def _expand_v2(keys: Sequence[Key], shape: tuple[int, int, int], ws: _Workspace,
+               images: np.ndarray | None = None, out: np.ndarray | None = None):
+    """Key expansion 2: Fisher-Yates shuffles driven by 16-bit keystream words
+    (:mod:`cbirlib.keyexpansion`). Returns index (N, H*W*C), order (N, K), channel-order codes
+    (N, K) and substitution bytes (N, K, C). With ``images`` and ``out`` (N, H, W, C) uint8, each
+    image is permuted into ``out`` as its key is expanded (no index is written; index is None)."""
+    params = keys[0].params
+    h, w, c = shape
+    b = params.block_size
+    nk, n, nimg = (h // b) * (w // b), b * b * c, len(keys)
+    total = nk * n
+    base, off = _block_offsets(h, w, c, b)
+    pool = keyexpansion.first_pool(nk, n, params.strength)
+    fixed, nwords = keyexpansion.stream_words(nk, n, c, pool=pool)
+    label = _stream_label(params, shape)
+    streams = keystreams([k.secret for k in keys], 2 * nwords, label,
+                         out=ws.get("stream", (nimg, keystream_row_bytes(2 * nwords)), np.uint8))
+    gather = images is not None
+    index = None if gather else ws.get("index", (nimg, total), np.int64)
+    order = np.empty((nimg, nk), dtype=np.int64)
+    codes = np.empty((nimg, nk), dtype=np.int64)
+    subst = np.empty((nimg, nk * c), dtype=np.uint8)
+    for r in range(nimg):
+        words, more = _words(streams[r]), pool
+        if gather:
+            start, into, planes = 0, _NO_INDEX, {"image": images[r].reshape(-1), "out": out[r].reshape(-1)}
+        else:
+            start, into, planes = r * total, index[r], {}
+        while not keyexpansion.expand_image(words, fixed, base, off, start, into, order[r], codes[r], subst[r],
+                                            params.strength, **planes):
+            more = 4 * more + 64  # the pool ran out: a longer stream has the same start, so the same result
+            words = _words(keystream(keys[r].secret, 2 * (fixed + more), label))
+    return index, order, codes, subst.reshape(nimg, nk, c)
+
+
+_NO_INDEX = np.zeros(1, dtype=np.int64)
+
+
+def _words(stream: np.ndarray) -> np.ndarray:
+    """Keystream bytes as little-endian 16-bit words (native uint16 for the compiled kernel)."""
+    words = stream.view("<u2")
+    return words if sys.byteorder == "little" else words.astype(np.uint16)
+
+
+def _expand_v1(keys: Sequence[Key], shape: tuple[int, int, int], ws: _Workspace):
+    """Key expansion 1 (key files of version 1): the block order sorts K random 64-bit keys and
+    each block's values sort n random keys that carry the value's index in their low bits."""
+    params = keys[0].params
+    h, w, c = shape
+    b = params.block_size
     nk, n, nimg = (h // b) * (w // b), b * b * c, len(keys)
     total = nk * n
     # keystream per image: value sort keys (i64, K*n) | block sort keys (u64, K)
     #                      | channel orders (u32, K) | substitution bytes (u32, K*C)
     sizes = np.array([8 * total, 8 * nk, 4 * nk, 4 * nk * c])
     offs = np.concatenate([[0], np.cumsum(sizes)])
-    ws = _ws or _Workspace()
     nbytes = int(offs[-1])
     streams = keystreams([k.secret for k in keys], nbytes, _stream_label(params, shape),
                          out=ws.get("stream", (nimg, keystream_row_bytes(nbytes)), np.uint8))
@@ -177,16 +262,9 @@ def expand(keys: Sequence[Key], shape: tuple[int, int, int], _ws: _Workspace | N
     index = ws.get("index", (nimg, total), np.int64)
     np.add(low.reshape(nimg, h // b, w // b, b, b, c), start.reshape(nimg, h // b, w // b, 1, 1, 1),
            out=_block_view(index, h, w, c, b), dtype=np.int64)
-    if params.swap and c == 3:
-        channels = _PERMS3[part(2, np.uint32) % 6]
-    else:
-        channels = np.broadcast_to(np.arange(c), (nimg, nk, c))
-    if params.strength:
-        subst = (part(3, np.uint32).reshape(nimg, nk, c) % (params.strength + 1)).astype(np.uint8)
-    else:
-        subst = np.zeros((nimg, nk, c), dtype=np.uint8)
-    row_addend = np.repeat(subst.reshape(nimg, h // b, w // b, 1, c), b, axis=3).reshape(nimg, h // b, w * c)
-    return Schedule((h, w, c), b, index, subst, row_addend, order, channels)
+    codes = (part(2, np.uint32) % 6).astype(np.int64)
+    subst = (part(3, np.uint32).reshape(nimg, nk, c) % (params.strength + 1)).astype(np.uint8)
+    return index, order, codes, subst
 
 
 def encrypt_steps(image: np.ndarray, key: Key) -> dict[str, np.ndarray]:
@@ -320,22 +398,41 @@ def invert_schedule(ciphertext: np.ndarray, schedule: Schedule, out: np.ndarray 
     return res.reshape(ciphertext.shape)
 
 
+def _encrypt_v2(batch: np.ndarray, keys: list[Key], shape: tuple[int, int, int], ws: _Workspace,
+                out: np.ndarray) -> None:
+    """Per-image keys of expansion 2: each image is permuted while its key is expanded (no gather
+    index is materialised), then the substitution bytes are added. Same ciphertext as
+    ``apply_schedule(batch, expand(keys, shape))``."""
+    b = keys[0].params.block_size
+    _, _, _, subst = _expand_v2(keys, shape, ws, images=batch, out=out)
+    h, w, c = shape
+    rows = out.reshape(len(out), h // b, b, w * c)  # a view: out is a contiguous slice
+    rows += _row_addend(subst, shape, b)[:, :, None, :]
+
+
 def _run_chunks(batch: np.ndarray, keys: list[Key], shape: tuple[int, int, int], chunk: int,
                 workers: int | None, step) -> np.ndarray:
     """Apply ``step`` (apply_schedule or invert_schedule) chunk by chunk, reusing buffers; with
-    ``workers`` > 1 chunks run in threads (numpy and OpenSSL release the GIL). Results do not
-    depend on ``chunk`` or ``workers``."""
-    out = np.empty_like(batch)
+    ``workers`` > 1 chunks run in threads (numpy, numba and OpenSSL release the GIL). Per-image
+    keys of expansion 2 encrypt while they expand (:func:`_encrypt_v2`). Results do not depend on
+    ``chunk`` or ``workers``."""
+    _check_keys(keys, shape)  # all of them at once, not chunk by chunk
+    batch = np.ascontiguousarray(batch)  # rows are reshaped into views below
+    out = np.empty(batch.shape, dtype=batch.dtype)
     if len(keys) == 1:
         return step(batch, expand(keys, shape), out=out)
     starts = list(range(0, len(batch), chunk))
     workers = max(1, min(workers or DEFAULT_WORKERS, len(starts)))
+    fused = step is apply_schedule and keys[0].params.expansion == 2
 
     def run(part: list[int]) -> None:
         ws = _Workspace()
         for s in part:
             sl = slice(s, s + chunk)
-            step(batch[sl], expand(keys[sl], shape, ws), out=out[sl])
+            if fused:
+                _encrypt_v2(batch[sl], keys[sl], shape, ws, out[sl])
+            else:
+                step(batch[sl], expand(keys[sl], shape, ws), out=out[sl])
 
     if workers == 1:
         run(starts)

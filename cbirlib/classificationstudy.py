@@ -76,12 +76,18 @@ def point_config(point: dict) -> ExperimentConfig:
     return ExperimentConfig(domains=(p["domain"],), profile=p.get("sweep", "sweep"), **kw)
 
 
+#: parameters added after points were recorded, at the value those points ran with: a point that
+#: sets one to this value is the same computation as before, so it keeps its name
+_ADDED_LATER = {"key_expansion": 1}
+
+
 def point_id(point: dict) -> str:
     """A readable, unique folder name: model, trainable part, domain, key mode, seed, split and
     fold, plus a hash of every parameter (so changing any of them makes a new point)."""
     p = check_point(point)
-    digest = hashlib.sha256(json.dumps({k: v for k, v in p.items() if k != "arm"}, sort_keys=True,
-                                       default=str).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps({k: v for k, v in p.items() if k != "arm" and not
+                                        (k in _ADDED_LATER and v == _ADDED_LATER[k])},
+                                       sort_keys=True, default=str).encode()).hexdigest()[:8]
     key = "na" if Domain.parse(p["domain"]).block_size is None else p.get("key_mode", "per-image")
     return (f"{p.get('model', 'vgg16')}-{p.get('trainable', 'all')}-{Domain.parse(p['domain']).tag}-{key}-"
             f"s{p.get('seed', 0)}-{p.get('split', 'slab')}{p.get('fold', 0)}-{digest}")

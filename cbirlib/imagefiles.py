@@ -152,7 +152,7 @@ def read_metadata(path: Path) -> dict:
         meta = json.loads(text)
         if meta.get("version") != META_VERSION:
             raise ImageFileError(f"{path}: metadata version {meta.get('version')!r} is not {META_VERSION}")
-        meta["params"] = CipherParams(**meta["params"])
+        meta["params"] = CipherParams.from_record(meta["params"])
         return meta
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         if isinstance(e, ImageFileError):

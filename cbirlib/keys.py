@@ -29,7 +29,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_FILE_FORMAT = "cbirlib-mtce-key"
-KEY_FILE_VERSION = 1
+KEY_FILE_VERSION = 2
+#: key file versions this cbirlib reads (version 1 files predate key expansion 2: their keys
+#: expand with version 1, so ciphertexts made with them still decrypt)
+KEY_FILE_VERSIONS = (1, 2)
+#: key expansion versions (:mod:`cbirlib.keyexpansion`): 1 sorts 64-bit random keys, 2 shuffles
+#: with Fisher-Yates (the default since 2026-12; it gives other ciphertexts for the same key)
+EXPANSIONS = (1, 2)
 KINDS = ("master", "image", "shared")
 _INFO = b"cbirlib/mtce/v1/"
 
@@ -51,11 +57,15 @@ class CipherParams:
         strength: substitution bytes are drawn uniformly from 0..strength and added mod 256 per
             block and channel (Table III "RGB channel substitution"); 0 disables substitution.
         swap: permute the colour channels per block (one of the 3! orders; ignored for grey).
+        expansion: how the key is expanded into permutations (:data:`EXPANSIONS`); the same key
+            gives another ciphertext under another version. A record without this field (key
+            files of version 1, older encrypted folders and stores) means version 1.
     """
 
     block_size: int = 8
     strength: int = 255
     swap: bool = True
+    expansion: int = 2
 
     def __post_init__(self) -> None:
         if not isinstance(self.block_size, (int, np.integer)) or isinstance(self.block_size, bool) \
@@ -66,9 +76,19 @@ class CipherParams:
             raise ValueError(f"strength must be an integer in 0..255, got {self.strength!r}")
         if not isinstance(self.swap, bool):
             raise ValueError(f"swap must be True or False, got {self.swap!r}")
+        if isinstance(self.expansion, bool) or self.expansion not in EXPANSIONS:
+            raise ValueError(f"expansion must be one of {EXPANSIONS}, got {self.expansion!r}")
 
     def record(self) -> dict:
-        return {"block_size": int(self.block_size), "strength": int(self.strength), "swap": self.swap}
+        return {"block_size": int(self.block_size), "strength": int(self.strength), "swap": self.swap,
+                "expansion": int(self.expansion)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> CipherParams:
+        """Inverse of :meth:`record`; a record written before key expansion 2 means version 1."""
+        if not isinstance(record, dict):
+            raise ValueError(f"cipher parameters must be a mapping, got {type(record).__name__}")
+        return cls(**({"expansion": 1} | record))
 
 
 @dataclass(frozen=True)
@@ -179,14 +199,17 @@ def loads(text: str, source: str = "key") -> Key:
         raise KeyFileError(f"{source}: not a key file or truncated ({e.msg if hasattr(e, 'msg') else e})") from None
     if not isinstance(obj, dict) or obj.get("format") != KEY_FILE_FORMAT:
         raise KeyFileError(f"{source}: not a {KEY_FILE_FORMAT} file")
-    if obj.get("version") != KEY_FILE_VERSION:
+    if obj.get("version") not in KEY_FILE_VERSIONS:
         raise KeyFileError(f"{source}: key file version {obj.get('version')!r}; this cbirlib reads "
-                           f"version {KEY_FILE_VERSION}")
+                           f"versions {', '.join(map(str, KEY_FILE_VERSIONS))}")
     stored = obj.pop("sha256", None)
     if stored != _checksum(obj):
         raise KeyFileError(f"{source}: integrity check failed (the key file was modified or corrupted)")
     try:
-        return Key(bytes.fromhex(obj["secret"]), CipherParams(**obj["params"]), obj["kind"],
+        params = CipherParams.from_record(obj["params"])
+        if obj["version"] == 1 and params.expansion != 1:
+            raise ValueError("a version 1 key file cannot name a key expansion")
+        return Key(bytes.fromhex(obj["secret"]), params, obj["kind"],
                    obj.get("image_id"), bool(obj.get("from_seed", False)))
     except (KeyError, TypeError, ValueError) as e:
         raise KeyFileError(f"{source}: invalid key contents ({e})") from None

@@ -315,7 +315,7 @@ class CloudServer:
         if len(images) != len(manifest["ids"]) or len(features) != len(manifest["ids"]):
             raise RetrievalError(f"{root}: the store's files disagree on the number of images")
         model = FeatureModel.load(root / "model.pt")
-        server = cls(root, manifest["ids"], images, features, model, CipherParams(**manifest["params"]),
+        server = cls(root, manifest["ids"], images, features, model, CipherParams.from_record(manifest["params"]),
                      tuple(manifest["size"]), manifest["metric"], manifest["index"])
         server.fingerprints = manifest.get("key_fingerprints")
         return server

@@ -76,7 +76,9 @@ class ExperimentConfig:
     ``patience``: stop after this many epochs without a better validation accuracy (None: run
     every epoch, as the paper). ``split``: ``slab`` (the dataset's own split column), ``kfold``
     (fold ``fold`` of ``folds`` over slabs) or ``volume`` (fold ``fold`` of a grouped k-fold by
-    volume: held-out patients).
+    volume: held-out patients). ``key_expansion``: how keys expand into permutations
+    (:data:`cbirlib.keys.EXPANSIONS`; 2, the default, is the fast one; 1 reproduces runs made
+    before it existed: the same keys, other ciphertexts of the same distribution).
     """
 
     model: str = "vgg16"
@@ -86,6 +88,7 @@ class ExperimentConfig:
     strength: int = 255
     swap: bool = True
     key_mode: str = "per-image"
+    key_expansion: int = keys.CipherParams.expansion
     image_size: int = 224
     trainable: str = "all"
     epochs: int = 100
@@ -132,7 +135,10 @@ class ExperimentConfig:
             if b is not None and self.image_size % b:
                 raise ExperimentError(f"block size {b} does not divide image size {self.image_size} "
                                       "(padding policy 'error'); choose a divisor or another image size")
-        keys.CipherParams(8, self.strength, self.swap)  # validates strength and swap
+        try:
+            keys.CipherParams(8, self.strength, self.swap, self.key_expansion)
+        except ValueError as e:
+            raise ExperimentError(str(e)) from None
 
     def record(self) -> dict:
         return asdict(self) | {"domains": [Domain.parse(d).name for d in self.domains]}
@@ -183,7 +189,7 @@ class SplitData:
 
 def domain_key(cfg: ExperimentConfig, domain: Domain) -> keys.Key:
     """The seeded key material of a domain: a master key (per-image mode) or a shared key."""
-    params = keys.CipherParams(domain.block_size, cfg.strength, cfg.swap)
+    params = keys.CipherParams(domain.block_size, cfg.strength, cfg.swap, cfg.key_expansion)
     kind = "master" if cfg.key_mode == "per-image" else "shared"
     return keys.from_seed(cfg.seed, params, kind)
 

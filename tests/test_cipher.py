@@ -21,7 +21,7 @@ def image_and_key(draw):
     w = b * draw(st.integers(1, 5))
     c = draw(st.sampled_from([1, 3]))
     img = draw(arrays(np.uint8, (h, w, c)))
-    params = CipherParams(b, draw(st.integers(0, 255)), draw(st.booleans()))
+    params = CipherParams(b, draw(st.integers(0, 255)), draw(st.booleans()), draw(st.sampled_from([1, 2])))
     return img, keys.from_seed(draw(st.integers(0, 2**32)), params).for_image("x")
 
 
@@ -83,8 +83,8 @@ def test_a_shared_key_given_per_image_is_expanded_once(monkeypatch):
     imgs = np.random.default_rng(3).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
     shared = keys.Key(key_for(8).secret, CipherParams(8, 255, True), "shared")
     calls = []
-    real = cipher.expand
-    monkeypatch.setattr(cipher, "expand", lambda ks, *a, **kw: calls.append(len(ks)) or real(ks, *a, **kw))
+    real = cipher._expand_v2  # key expansion 2: called by expand, and by encryption with per-image keys
+    monkeypatch.setattr(cipher, "_expand_v2", lambda ks, *a, **kw: calls.append(len(ks)) or real(ks, *a, **kw))
     enc = cipher.encrypt(imgs, [shared] * 9, chunk=2, workers=1)
     assert calls == [1]  # once for the call, not once per chunk
     assert np.array_equal(enc, cipher.encrypt(imgs, shared))
@@ -168,6 +168,9 @@ def test_size_policy_and_key_errors():
         cipher.encrypt(np.zeros((3, 8, 8, 3), np.uint8), [key_for(), key_for()])
     with pytest.raises(KeyUsageError, match="same parameters"):
         cipher.encrypt(np.zeros((2, 8, 8, 3), np.uint8), [key_for(), key_for(strength=3)])
+    with pytest.raises(KeyUsageError, match="same parameters"):  # also when they fall in different chunks
+        cipher.encrypt(np.zeros((6, 8, 8, 3), np.uint8), [key_for(image_id=str(i)) for i in range(5)]
+                       + [key_for(strength=3)], chunk=2)
     with pytest.raises(CipherInputError, match="multiple of block size"):
         cipher.decrypt(np.zeros((12, 16, 3), np.uint8), key_for())
     with pytest.raises(CipherInputError, match="does not fit"):
@@ -187,3 +190,15 @@ def test_permutations_look_uniform():
     where = enc.reshape(4000, 4).argmin(axis=1)
     counts = np.bincount(where, minlength=4)
     assert counts.min() > 900 and counts.max() < 1100, counts
+
+
+@pytest.mark.parametrize("view", [lambda a: a[:, ::-1], lambda a: np.asfortranarray(a), lambda a: a.transpose(0, 2, 1, 3)])
+def test_non_contiguous_batches_encrypt_like_copies(view):
+    """Strided, reversed or Fortran-ordered input gives the ciphertext of its contiguous copy."""
+    imgs = view(np.random.default_rng(8).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8))
+    master = keys.from_seed(4, CipherParams(4, 255, True))
+    ks = [master.for_image(str(i)) for i in range(5)]
+    for key in (ks, ks[0].with_params(ks[0].params)):
+        enc = cipher.encrypt(imgs, key, chunk=2)
+        assert np.array_equal(enc, cipher.encrypt(np.ascontiguousarray(imgs), key, chunk=2))
+        assert np.array_equal(cipher.decrypt(enc, key, chunk=2), imgs)

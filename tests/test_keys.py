@@ -40,7 +40,7 @@ def test_key_file_round_trip(tmp_path):
 @pytest.mark.parametrize("damage, match", [
     (lambda t: t[: len(t) // 2], "not a key file or truncated"),
     (lambda t: t.replace('"strength": 100', '"strength": 101'), "integrity check failed"),
-    (lambda t: t.replace('"version": 1', '"version": 9'), "version 9"),
+    (lambda t: t.replace('"version": 2', '"version": 9'), "version 9"),
     (lambda t: json.dumps({"format": "something else"}), "not a cbirlib-mtce-key file"),
     (lambda t: "", "not a key file"),
 ])
@@ -57,7 +57,8 @@ def test_missing_key_file(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [dict(block_size=0), dict(block_size=1.5), dict(strength=256),
-                                    dict(strength=-1), dict(swap="yes"), dict(block_size=True)])
+                                    dict(strength=-1), dict(swap="yes"), dict(block_size=True),
+                                    dict(expansion=3), dict(expansion=True)])
 def test_bad_params(kwargs):
     with pytest.raises(ValueError):
         CipherParams(**kwargs)
