@@ -8,7 +8,11 @@ draw out (a multiplication, a mask, a comparison); only a rejection calls :func:
 import numba
 import numpy as np
 
+from .keyexpansion import NARROW_BOUND
+
 _jit = numba.njit(nogil=True, cache=True)
+#: inlined into the caller by numba (a call per block costs more than a small block)
+_inline = numba.njit(inline="always", cache=True)
 _MASK16 = np.uint32(0xFFFF)
 _MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -59,85 +63,135 @@ def shuffle32(words, pos, pool, a):
 
 @_jit
 def draws16(words, pos, pool, bound, out):
-    """``out[k]`` = the k-th 16-bit draw with ``bound`` from ``words[pos:]``: a first pass without
-    branches (vectorised by LLVM) notes whether any word could be rejected; only then a second
-    pass, in draw order, replaces the rejected ones from the pool."""
+    """``out[k]`` = the k-th 16-bit draw with ``bound`` from ``words[pos:]`` (a rejected word is
+    replaced from the pool, in draw order)."""
     s = np.uint32(bound)
-    suspect = False
     for k in range(out.size):
         m = np.uint32(words[pos + k]) * s
-        out[k] = m >> np.uint32(16)
-        suspect |= (m & _MASK16) < s
-    if suspect:
-        for k in range(out.size):
-            m = np.uint32(words[pos + k]) * s
-            if (m & _MASK16) < s:
-                v, pool = redraw16(words, m, bound, pool)
-                if v < 0:
-                    return -1
-                out[k] = v
+        if (m & _MASK16) < s:
+            v, pool = redraw16(words, m, bound, pool)
+            if v < 0:
+                return -1
+            out[k] = v
+        else:
+            out[k] = m >> np.uint32(16)
+    return pool
+
+@_inline
+def shuffle16_index(words, pos, pool, a, index, dst, off):
+    """Fisher-Yates shuffle of ``a`` (from the back) with one 16-bit draw per step from
+    ``words[pos:]``; as its slot i becomes final, the value is written to ``index[dst + off[i]]``."""
+    for i in range(a.size - 1, 0, -1):
+        s = np.uint32(i + 1)
+        m = np.uint32(words[pos]) * s
+        pos += 1
+        if (m & _MASK16) < s:
+            j, pool = redraw16(words, m, i + 1, pool)
+            if j < 0:
+                return -1
+        else:
+            j = np.int64(m >> np.uint32(16))
+        v = a[j]
+        a[j] = a[i]
+        index[dst + off[i]] = v
+    index[dst + off[0]] = a[0]
+    return pool
+
+
+@_inline
+def shuffle16_gather(words, pos, pool, a, image, out, dst, off):
+    """As :func:`shuffle16_index`, but the image value a slot points to is written:
+    ``out[dst + off[i]] = image[a[i]]``."""
+    for i in range(a.size - 1, 0, -1):
+        s = np.uint32(i + 1)
+        m = np.uint32(words[pos]) * s
+        pos += 1
+        if (m & _MASK16) < s:
+            j, pool = redraw16(words, m, i + 1, pool)
+            if j < 0:
+                return -1
+        else:
+            j = np.int64(m >> np.uint32(16))
+        v = a[j]
+        a[j] = a[i]
+        out[dst + off[i]] = image[v]
+    out[dst + off[0]] = image[a[0]]
     return pool
 
 
 @_jit
-def expand_image(words, pool, base, off, start, index, order, channels, subst, strength, narrow, image, out,
-                 gather):
-    """One image's expansion, sections 1-4 of :mod:`cbirlib.keyexpansion` in order; with
-    ``gather``, ``out`` receives the permuted ``image`` instead of ``index`` the gather index.
+def block_order(words, pool, order):
+    """Section 1: ``order`` (K,) as the Fisher-Yates shuffle of 0..K-1 (32-bit draws)."""
+    for i in range(order.size):
+        order[i] = i
+    return shuffle32(words, 0, pool, order)
 
-    The value shuffles are written out here rather than called per block: a call that passes
-    arrays costs reference counting, more than a block of 3 values (block size 1) itself."""
+
+@_jit
+def channels_and_substitution(words, pos, pool, channels, subst, strength):
+    """Sections 3 and 4 from ``words[pos:]``: channel-order numbers (0..5), substitution bytes."""
+    pool = draws16(words, pos, pool, 6, channels)
+    if pool < 0:
+        return -1
+    return draws16(words, pos + channels.size, pool, strength + 1, subst)
+
+
+@_jit
+def expand_image(words, pool, base, off, start, index, order, channels, subst, strength):
+    """One image's expansion, sections 1-4 of :mod:`cbirlib.keyexpansion` in order, into the
+    gather index (value base[k]+off[t] of the ciphertext <- start + base[order[k]] + off[D_k[t]]).
+    Returns False if the pool ran out. (The per-block shuffle is inlined: a call that passes
+    arrays costs reference counting, more than a block of 3 values at block size 1.)"""
     nk = base.size
     n = off.size
-    for i in range(nk):
-        order[i] = i
-    pool = shuffle32(words, 0, pool, order)
+    pool = block_order(words, pool, order)
+    if pool < 0:
+        return False
+    pos = 2 * (nk - 1)
+    a = np.empty(n, index.dtype)  # int32 or int64, as the index
+    for k in range(nk):
+        src = start + base[order[k]]
+        for t in range(n):
+            a[t] = src + off[t]
+        if n <= NARROW_BOUND:
+            pool = shuffle16_index(words, pos, pool, a, index, base[k], off)
+            pos += n - 1
+        else:
+            pool = shuffle32(words, pos, pool, a)
+            pos += 2 * (n - 1)
+            for t in range(n):
+                index[base[k] + off[t]] = a[t]
+        if pool < 0:
+            return False
+    return channels_and_substitution(words, pos, pool, channels, subst, strength) >= 0
+
+
+@_jit
+def encrypt_image(words, pool, base, off, image, out, order, channels, subst, strength):
+    """:func:`expand_image` applied as it is drawn: ``out`` (H*W*C,) uint8 receives ``image``
+    permuted (``out[i] = image[index[i]]``, substitution not added); no index is written."""
+    nk = base.size
+    n = off.size
+    pool = block_order(words, pool, order)
     if pool < 0:
         return False
     pos = 2 * (nk - 1)
     a = np.empty(n, np.int64)
     for k in range(nk):
-        src = start + base[order[k]]
-        dst = base[k]
+        src = base[order[k]]
         for t in range(n):
             a[t] = src + off[t]
-        # Fisher-Yates from the back; slot i is final once drawn: write it at once
-        for i in range(n - 1, 0, -1):
-            if narrow:
-                s16 = np.uint32(i + 1)
-                m16 = np.uint32(words[pos]) * s16
-                pos += 1
-                if (m16 & _MASK16) < s16:
-                    j, pool = redraw16(words, m16, i + 1, pool)
-                    if j < 0:
-                        return False
-                else:
-                    j = np.int64(m16 >> np.uint32(16))
-            else:
-                s32 = np.uint64(i + 1)
-                m32 = (np.uint64(words[pos]) | (np.uint64(words[pos + 1]) << np.uint64(16))) * s32
-                pos += 2
-                if (m32 & _MASK32) < s32:
-                    j, pool = redraw32(words, m32, i + 1, pool)
-                    if j < 0:
-                        return False
-                else:
-                    j = np.int64(m32 >> np.uint64(32))
-            v = a[j]
-            a[j] = a[i]
-            if gather:
-                out[dst + off[i]] = image[v]
-            else:
-                index[dst + off[i]] = v
-        if gather:
-            out[dst + off[0]] = image[a[0]]
+        if n <= NARROW_BOUND:
+            pool = shuffle16_gather(words, pos, pool, a, image, out, base[k], off)
+            pos += n - 1
         else:
-            index[dst + off[0]] = a[0]
-    pool = draws16(words, pos, pool, 6, channels)
-    if pool < 0:
-        return False
-    pool = draws16(words, pos + nk, pool, strength + 1, subst)
-    return pool >= 0
+            pool = shuffle32(words, pos, pool, a)
+            pos += 2 * (n - 1)
+            for t in range(n):
+                out[base[k] + off[t]] = image[a[t]]
+        if pool < 0:
+            return False
+    return channels_and_substitution(words, pos, pool, channels, subst, strength) >= 0
 
 
 @_jit

@@ -38,6 +38,7 @@ import functools
 import json
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -49,7 +50,7 @@ from .keys import CipherParams, Key, KeyUsageError, keystream, keystream_row_byt
 
 PAD_POLICIES = ("error", "pad")
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
-_PERMS3 = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], dtype=np.int64)
+_PERMS3 = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], dtype=np.uint8)
 
 
 class CipherInputError(ValueError):
@@ -63,13 +64,16 @@ class Schedule:
     Attributes:
         shape: (H, W, C), H and W multiples of ``block_size``.
         block_size: b.
-        index: (N, H*W*C) int64: ciphertext value i of image r is value index[r, i] of the batch
-            flattened as a whole (image r's values start at r*H*W*C).
+        index: (N, H*W*C) int32 (int64 for key expansion 1, or where N*H*W*C >= 2^31):
+            ciphertext value i of image r is value index[r, i] of the batch flattened as a whole
+            (image r's values start at r*H*W*C).
         subst: (N, K, C) uint8: substitution byte per destination block and channel.
         row_addend: (N, H/b, W*C) uint8: ``subst`` laid out along one pixel row of each block
             row (the same for the b pixel rows of a block row), for a fast broadcast add.
         order: (N, K) int64: destination block j holds source block order[j].
-        channels: (N, K, C) int64: channel order sigma_j of destination block j.
+        channel_codes: (N, K) uint8: which of the 3! channel orders destination block j has
+            (:attr:`channels`; unused where ``swap`` is off or C = 1).
+        swap: whether the channels are permuted.
     """
 
     shape: tuple[int, int, int]
@@ -78,7 +82,19 @@ class Schedule:
     subst: np.ndarray
     row_addend: np.ndarray
     order: np.ndarray
-    channels: np.ndarray
+    channel_codes: np.ndarray
+    swap: bool
+
+    @property
+    def channels(self) -> np.ndarray:
+        """(N, K, C) uint8: the channel order sigma_j of destination block j (the identity
+        where ``swap`` is off or the images are grey). Computed on demand: encryption never
+        needs it, since step 1's uniform in-block permutation already contains it."""
+        n, k = self.channel_codes.shape
+        c = self.shape[2]
+        if self.swap and c == 3:
+            return _PERMS3[self.channel_codes]
+        return np.broadcast_to(np.arange(c, dtype=np.uint8), (n, k, c))
 
 
 @functools.lru_cache(maxsize=16)
@@ -128,6 +144,17 @@ class _Workspace:
         return buf[:size].view(dtype).reshape(shape)
 
 
+_THREAD = threading.local()
+
+
+def _scratch() -> _Workspace:
+    """This thread's buffers for what no result keeps (keystreams): reused from call to call."""
+    ws = getattr(_THREAD, "workspace", None)
+    if ws is None:
+        ws = _THREAD.workspace = _Workspace()
+    return ws
+
+
 def _low_word(keys64: np.ndarray, largest: int) -> np.ndarray:
     """A view of the least significant 16 bits (32 if ``largest`` needs them) of each int64."""
     dtype = np.uint16 if largest < 1 << 16 else np.uint32
@@ -170,18 +197,15 @@ def expand(keys: Sequence[Key], shape: tuple[int, int, int], _ws: _Workspace | N
     b = params.block_size
     ws = _ws or _Workspace()
     index, order, channel_codes, subst = (_expand_v1 if params.expansion == 1 else _expand_v2)(keys, shape, ws)
-    nimg, nk = order.shape
-    if params.swap and c == 3:
-        channels = _PERMS3[channel_codes]
-    else:
-        channels = np.broadcast_to(np.arange(c), (nimg, nk, c))
-    return Schedule((h, w, c), b, index, subst, _row_addend(subst, shape, b), order, channels)
+    return Schedule((h, w, c), b, index, subst, _row_addend(subst, shape, b), order, channel_codes, params.swap)
 
 
 def _row_addend(subst: np.ndarray, shape: tuple[int, int, int], b: int) -> np.ndarray:
     """(N, K, C) substitution bytes laid out along one pixel row of each block row: (N, H/b, W*C)."""
     h, w, c = shape
     n = len(subst)
+    if b == 1:
+        return subst.reshape(n, h, w * c)
     return np.repeat(subst.reshape(n, h // b, w // b, 1, c), b, axis=3).reshape(n, h // b, w * c)
 
 
@@ -200,27 +224,24 @@ def _expand_v2(keys: Sequence[Key], shape: tuple[int, int, int], ws: _Workspace,
     pool = keyexpansion.first_pool(nk, n, params.strength)
     fixed, nwords = keyexpansion.stream_words(nk, n, c, pool=pool)
     label = _stream_label(params, shape)
-    streams = keystreams([k.secret for k in keys], 2 * nwords, label,
-                         out=ws.get("stream", (nimg, keystream_row_bytes(2 * nwords)), np.uint8))
+    streams = keystreams([k.secret for k in keys], 2 * nwords, label,  # scratch: the schedule keeps no stream
+                         out=_scratch().get("stream", (nimg, keystream_row_bytes(2 * nwords)), np.uint8))
     gather = images is not None
-    index = None if gather else ws.get("index", (nimg, total), np.int64)
+    # int32 halves the bytes the kernel writes (a third faster); int64 where a batch is too big
+    index = None if gather else ws.get("index", (nimg, total), np.int32 if nimg * total < 2 ** 31 else np.int64)
     order = np.empty((nimg, nk), dtype=np.int64)
-    codes = np.empty((nimg, nk), dtype=np.int64)
+    codes = np.empty((nimg, nk), dtype=np.uint8)
     subst = np.empty((nimg, nk * c), dtype=np.uint8)
     for r in range(nimg):
         words, more = _words(streams[r]), pool
-        if gather:
-            start, into, planes = 0, _NO_INDEX, {"image": images[r].reshape(-1), "out": out[r].reshape(-1)}
-        else:
-            start, into, planes = r * total, index[r], {}
-        while not keyexpansion.expand_image(words, fixed, base, off, start, into, order[r], codes[r], subst[r],
-                                            params.strength, **planes):
+        while not (keyexpansion.encrypt_image(words, fixed, base, off, images[r].reshape(-1), out[r].reshape(-1),
+                                              order[r], codes[r], subst[r], params.strength) if gather else
+                   keyexpansion.expand_image(words, fixed, base, off, r * total, index[r], order[r], codes[r],
+                                             subst[r], params.strength)):
             more = 4 * more + 64  # the pool ran out: a longer stream has the same start, so the same result
             words = _words(keystream(keys[r].secret, 2 * (fixed + more), label))
     return index, order, codes, subst.reshape(nimg, nk, c)
 
-
-_NO_INDEX = np.zeros(1, dtype=np.int64)
 
 
 def _words(stream: np.ndarray) -> np.ndarray:
@@ -262,7 +283,7 @@ def _expand_v1(keys: Sequence[Key], shape: tuple[int, int, int], ws: _Workspace)
     index = ws.get("index", (nimg, total), np.int64)
     np.add(low.reshape(nimg, h // b, w // b, b, b, c), start.reshape(nimg, h // b, w // b, 1, 1, 1),
            out=_block_view(index, h, w, c, b), dtype=np.int64)
-    codes = (part(2, np.uint32) % 6).astype(np.int64)
+    codes = (part(2, np.uint32) % 6).astype(np.uint8)
     subst = (part(3, np.uint32).reshape(nimg, nk, c) % (params.strength + 1)).astype(np.uint8)
     return index, order, codes, subst
 

@@ -83,20 +83,22 @@ def bounded16(words: np.ndarray, bound: int) -> np.ndarray:
 
 def expand_image(words: np.ndarray, pool_start: int, base: np.ndarray, off: np.ndarray, start: int,
                  index: np.ndarray, order: np.ndarray, channels: np.ndarray, subst: np.ndarray,
-                 strength: int, *, image: np.ndarray | None = None, out: np.ndarray | None = None) -> bool:
+                 strength: int) -> bool:
     """Run the compiled expansion of one image (see the module docstring); arrays are written in
-    place: ``index`` (H*W*C,) int64, ``order`` (K,) int64, ``channels`` (K,) int64 (0..5),
-    ``subst`` (K*C,) uint8. With ``image`` and ``out`` (H*W*C,) uint8, the permutation is applied
-    as it is drawn (``out[i] = image[index[i]]``, substitution not added) and ``index`` is not
-    written. Returns False if the overflow pool (``words[pool_start:]``) ran out."""
-    gather = image is not None
-    if gather:
-        if out is None or image.shape != out.shape or image.dtype != np.uint8 or out.dtype != np.uint8:
-            raise ValueError("gather needs image and out of the same shape, both uint8")
-    else:
-        image = out = _NO_IMAGE
-    return bool(_kernels().expand_image(words, pool_start, base, off, start, index, order, channels,
-                                        subst, strength, off.size <= NARROW_BOUND, image, out, gather))
+    place: ``index`` (H*W*C,) int32 or int64 (value i of the ciphertext is value ``index[i]`` of the
+    batch, whose image starts at ``start``), ``order`` (K,) int64, ``channels`` (K,) uint8 (0..5),
+    ``subst`` (K*C,) uint8. Returns False if the overflow pool (``words[pool_start:]``) ran out."""
+    return bool(_kernels().expand_image(words, pool_start, base, off, start, index, order, channels, subst,
+                                        strength))
 
 
-_NO_IMAGE = np.zeros(1, dtype=np.uint8)
+def encrypt_image(words: np.ndarray, pool_start: int, base: np.ndarray, off: np.ndarray, image: np.ndarray,
+                  out: np.ndarray, order: np.ndarray, channels: np.ndarray, subst: np.ndarray,
+                  strength: int) -> bool:
+    """:func:`expand_image` for one image (H*W*C,) uint8, applied as it is drawn: ``out`` (same
+    shape) receives ``out[i] = image[index[i]]`` (the substitution is not added) and no index is
+    written. Returns False if the overflow pool ran out."""
+    if image.shape != out.shape or image.dtype != np.uint8 or out.dtype != np.uint8:
+        raise ValueError("image and out must be uint8 arrays of the same shape")
+    return bool(_kernels().encrypt_image(words, pool_start, base, off, image, out, order, channels, subst,
+                                         strength))
