@@ -1,4 +1,5 @@
-"""The compiled kernels of :mod:`cbirlib.keyexpansion` (numba; imported on first use, so that
+"""The compiled kernels of :mod:`cbirlib.keyexpansion`, and the gather and scatter that apply
+an expanded schedule (numba; imported on first use, so that
 importing the cipher does not import numba; compiled once and cached on disk).
 
 Every function returns the next pool word, or -1 when the pool ran out. The hot loops spell the
@@ -203,3 +204,18 @@ def bounded16(words, s):
         m = np.uint32(words[i]) * np.uint32(s)
         out[i] = np.int64(m >> np.uint32(16)) if (m & _MASK16) >= t else -1
     return out
+
+
+@_jit
+def gather(src, index, out):
+    """``out[i] = src[index[i]]`` (1-D arrays): applying an expanded schedule. numpy's ``take``
+    first converts an int32 index to intp; this reads it as it is."""
+    for i in range(index.size):
+        out[i] = src[index[i]]
+
+
+@_jit
+def scatter(values, index, out):
+    """``out[index[i]] = values[i]`` (1-D arrays): inverting an expanded schedule."""
+    for i in range(index.size):
+        out[index[i]] = values[i]

@@ -385,18 +385,36 @@ def _substitution_view(flat: np.ndarray, schedule: Schedule) -> tuple[np.ndarray
     return flat.reshape(len(flat), h // b, b, w * c), schedule.row_addend[:, :, None, :]
 
 
+def _check_schedule(batch: np.ndarray, schedule: Schedule, out: np.ndarray | None, what: str) -> None:
+    """The compiled gather and scatter do not check bounds: check the shapes here."""
+    n = len(batch)
+    if tuple(batch.shape[1:]) != schedule.shape:
+        raise CipherInputError(f"a schedule for images of shape {schedule.shape} cannot {what} images of shape "
+                               f"{tuple(batch.shape[1:])}")
+    if len(schedule.index) not in (1, n):
+        raise CipherInputError(f"a schedule for {len(schedule.index)} images cannot {what} {n}")
+    if out is not None and (out.shape != batch.shape or out.dtype != np.uint8 or not out.flags.c_contiguous):
+        raise CipherInputError(f"out must be a C-contiguous uint8 array of shape {batch.shape}")
+
+
+def _move(src: np.ndarray, index: np.ndarray, dst: np.ndarray, kernel) -> None:
+    """Gather (``dst = src[index]``) or scatter (``dst[index] = src``) the (N, T) rows, with one
+    index for every row or one absolute index (into the flattened batch) per row."""
+    if len(index) == 1:
+        for r in range(len(src)):
+            kernel(src[r], index[0], dst[r])
+    else:
+        kernel(src.ravel(), index.ravel(), dst.ravel())
+
+
 def apply_schedule(batch: np.ndarray, schedule: Schedule, out: np.ndarray | None = None) -> np.ndarray:
     """Encrypt (N, H, W, C) uint8 with an expanded schedule of 1 or N images: one gather and one
     byte add. The input is not modified; ``out`` (same shape and dtype) receives the result."""
+    _check_schedule(batch, schedule, out, "encrypt")
     n = len(batch)
-    flat = batch.reshape(n, -1)
+    flat = np.ascontiguousarray(batch).reshape(n, -1)
     res = np.empty_like(flat) if out is None else out.reshape(n, -1)
-    if len(schedule.index) == 1:
-        np.take(flat, schedule.index[0], axis=1, out=res)
-    elif len(schedule.index) == n:
-        np.take(flat.ravel(), schedule.index, out=res)
-    else:
-        raise CipherInputError(f"a schedule for {len(schedule.index)} images cannot encrypt {n}")
+    _move(flat, schedule.index, res, keyexpansion.gather)
     view, subst = _substitution_view(res, schedule)
     view += subst
     return res.reshape(batch.shape)
@@ -405,17 +423,13 @@ def apply_schedule(batch: np.ndarray, schedule: Schedule, out: np.ndarray | None
 def invert_schedule(ciphertext: np.ndarray, schedule: Schedule, out: np.ndarray | None = None) -> np.ndarray:
     """Exact inverse of :func:`apply_schedule`: one subtraction, one scatter. The input is not
     modified; ``out`` (same shape and dtype) receives the result."""
+    _check_schedule(ciphertext, schedule, out, "decrypt")
     n = len(ciphertext)
     values = ciphertext.reshape(n, -1).copy()
     view, subst = _substitution_view(values, schedule)
     view -= subst
     res = np.empty_like(values) if out is None else out.reshape(n, -1)
-    if len(schedule.index) == 1:
-        res[:, schedule.index[0]] = values
-    elif len(schedule.index) == n:
-        res.ravel()[schedule.index.ravel()] = values.ravel()
-    else:
-        raise CipherInputError(f"a schedule for {len(schedule.index)} images cannot decrypt {n}")
+    _move(values, schedule.index, res, keyexpansion.scatter)
     return res.reshape(ciphertext.shape)
 
 

@@ -102,3 +102,14 @@ def encrypt_image(words: np.ndarray, pool_start: int, base: np.ndarray, off: np.
         raise ValueError("image and out must be uint8 arrays of the same shape")
     return bool(_kernels().encrypt_image(words, pool_start, base, off, image, out, order, channels, subst,
                                          strength))
+
+
+def gather(src: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = src[index[i]]`` for 1-D arrays (int32 or int64 ``index``), compiled; the
+    caller guarantees the bounds (:func:`cbirlib.cipher.apply_schedule` checks the shapes)."""
+    _kernels().gather(src, index, out)
+
+
+def scatter(values: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """``out[index[i]] = values[i]`` for 1-D arrays, compiled; bounds as for :func:`gather`."""
+    _kernels().scatter(values, index, out)

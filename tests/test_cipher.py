@@ -202,3 +202,17 @@ def test_non_contiguous_batches_encrypt_like_copies(view):
         enc = cipher.encrypt(imgs, key, chunk=2)
         assert np.array_equal(enc, cipher.encrypt(np.ascontiguousarray(imgs), key, chunk=2))
         assert np.array_equal(cipher.decrypt(enc, key, chunk=2), imgs)
+
+
+def test_a_schedule_only_applies_to_its_shape_and_count():
+    """The compiled gather and scatter do not check bounds, so the shapes are checked first."""
+    key = key_for(block=4)
+    sched = cipher.expand([key, key_for(block=4, image_id="b")], (8, 8, 3))
+    with pytest.raises(CipherInputError, match="shape"):
+        cipher.apply_schedule(np.zeros((2, 8, 12, 3), np.uint8), sched)
+    with pytest.raises(CipherInputError, match="cannot decrypt 3"):
+        cipher.invert_schedule(np.zeros((3, 8, 8, 3), np.uint8), sched)
+    with pytest.raises(CipherInputError, match="C-contiguous"):
+        cipher.apply_schedule(np.zeros((2, 8, 8, 3), np.uint8), sched, out=np.zeros((2, 8, 8, 3), np.uint16))
+    imgs = np.random.default_rng(9).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(cipher.invert_schedule(cipher.apply_schedule(imgs, sched), sched), imgs)
