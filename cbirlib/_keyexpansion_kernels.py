@@ -1,10 +1,11 @@
 """The compiled kernels of :mod:`cbirlib.keyexpansion`, and the gather and scatter that apply
-an expanded schedule (numba; imported on first use, so that
-importing the cipher does not import numba; compiled once and cached on disk).
+an expanded schedule (numba; imported on first use, so that importing the cipher does not import
+numba; compiled once and cached on disk).
 
-Every function returns the next pool word, or -1 when the pool ran out. The hot loops spell the
-draw out (a multiplication, a mask, a comparison); only a rejection calls :func:`redraw16` or
-:func:`redraw32`."""
+The drawing functions return the next pool word, or -1 when the pool ran out (the two image
+kernels return False then). The hot loops spell the draw out (a multiplication, a mask, a
+comparison); only a rejection calls :func:`redraw16` or :func:`redraw32`. Nothing here checks
+bounds: the callers in :mod:`cbirlib.keyexpansion` and :mod:`cbirlib.cipher` size the arrays."""
 
 import numba
 import numpy as np

@@ -145,3 +145,10 @@ def test_encrypting_while_expanding_equals_the_schedule(block, shape):
     fused = cipher.encrypt(imgs, ks, chunk=3, workers=2)
     assert np.array_equal(fused, cipher.apply_schedule(imgs, cipher.expand(ks, shape)))
     assert np.array_equal(cipher.decrypt(fused, ks), imgs)
+
+
+def test_the_docstring_examples_hold():
+    import doctest
+
+    result = doctest.testmod(keyexpansion)
+    assert result.attempted >= 2 and result.failed == 0
