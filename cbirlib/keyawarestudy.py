@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, paths, profiles, retrieval, train
+from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, paths, profiles, retrieval, stats, train
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,11 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
     rows = []
     retrieval_inputs = {}  # variant -> (features per split, standardisation), for retrieval_by_source
 
+    predictions = {}  # variant -> (n_test,) predicted labels, for paired tests
+
     def record(variant, y_pred, feats, mean, std, seconds):
         retrieval_inputs[variant] = (feats, mean, std)
+        predictions[variant] = np.asarray(y_pred)
         rows.extend(evaluate.tidy_metrics(labels["test"], y_pred, classes, variant=variant).to_dict("records"))
         for metric, value in _map(feats, labels, mean, std).items():
             rows.append(dict(variant=variant, **{"class": "all"}, metric=metric, value=value, source="ours"))
@@ -177,8 +180,15 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
     aug = {"train": torch.cat(train_feats), "val": f_mtce["val"], "test": f_mtce["test"]}
     aug_labels = {"train": np.concatenate(train_labels), "val": labels["val"], "test": labels["test"]}
     h, m, sd = _head(cfg, aug, aug_labels)
-    record(f"key-invariant training: MTCE per-image keys, {cfg.fresh_keys} fresh keys per training image",
-           _predict(h, m, sd, f_mtce["test"]), f_mtce, m, sd, time.perf_counter() - t0)
+    invariant = f"key-invariant training: MTCE per-image keys, {cfg.fresh_keys} fresh keys per training image"
+    record(invariant, _predict(h, m, sd, f_mtce["test"]), f_mtce, m, sd, time.perf_counter() - t0)
+    # the same test images under the same keys: an exact McNemar test against the paper's MTCE head
+    truth = np.asarray(labels["test"])
+    paired = stats.mcnemar(predictions[invariant] == truth,
+                           predictions[f"paper MTCE {cfg.block_size}-px, per-image keys"] == truth)
+    for metric, value in (("paired_p_vs_paper_mtce", paired["p_value"]), ("paired_only_right", paired["a_only"]),
+                          ("paired_only_paper_mtce_right", paired["b_only"])):
+        rows.append(dict(variant=invariant, **{"class": "all"}, metric=metric, value=float(value), source="ours"))
 
     x0 = images["test"][:1]
     with torch.no_grad():

@@ -502,6 +502,13 @@ def key_aware(r: Results) -> list[Row]:
     gap = float((logits["transformed on encrypted"] - logits["plain"]).abs().max())
     inv = [v for v in acc.index if v.startswith("key-invariant")][0]
     per_image = [v for v in acc.index if v.startswith("paper MTCE")][0]
+    pair = t[(t.variant == inv) & (t["class"] == "all")].set_index("metric")["value"]
+    if "paired_p_vs_paper_mtce" in pair:
+        p_pair = float(pair["paired_p_vs_paper_mtce"])
+        paired_note = (f" (exact McNemar p = {p_pair:.2f} on the same test images: "
+                       f"{'a real difference' if p_pair < 0.05 else 'within noise'})")
+    else:
+        paired_note = " (no paired test recorded)"
     ev = "06_key_aware"
     note = _profile_note(r, "06_key_aware", "variants")
     sup = t[(t["class"] != "all") & (t.metric == "support") & (t.variant == "plaintext")]
@@ -522,8 +529,8 @@ def key_aware(r: Results) -> list[Row]:
             ev + "#The identity, on one image"),
         Row("Beyond the paper", "per-image keys", "key-invariant training with per-image keys (accuracy)",
             "not in the paper", float(acc[inv]), "new result",
-            f"plaintext {plain:.3f}; {float(acc[inv] - acc[per_image]):+.3f} over the paper's per-image MTCE "
-            f"({note}); only the head learns invariance here, full fine-tuning needs a GPU",
+            f"plaintext {plain:.3f}; {float(acc[inv] - acc[per_image]):+.3f} over the paper's per-image MTCE"
+            f"{paired_note} ({note}); only the head learns invariance here, full fine-tuning needs a GPU",
             ev + "#Accuracy and retrieval, variant by variant", "", *wilson(float(acc[inv])), n),
     ]
 
