@@ -5,7 +5,11 @@ numba; compiled once and cached on disk).
 The drawing functions return the next pool word, or -1 when the pool ran out (the two image
 kernels return False then). The hot loops spell the draw out (a multiplication, a mask, a
 comparison); only a rejection calls :func:`redraw16` or :func:`redraw32`. Nothing here checks
-bounds: the callers in :mod:`cbirlib.keyexpansion` and :mod:`cbirlib.cipher` size the arrays."""
+bounds: the callers in :mod:`cbirlib.keyexpansion` and :mod:`cbirlib.cipher` size the arrays.
+
+:func:`expand_image` and :func:`encrypt_image` (and their per-block shuffles) are spelled out
+twice on purpose: one body with a switch between writing the index and gathering the image
+measured 5-20 % slower (2026-12-02, block sizes 1, 8 and 16)."""
 
 import numba
 import numpy as np

@@ -14,7 +14,7 @@ block ``order[j]``, a channel order sigma_j, substitution bytes, and a uniformly
 arrangement D_j of the source block's n values. Key expansion 2 (the default) draws the block
 order and every D_j with Fisher-Yates shuffles (:mod:`cbirlib.keyexpansion`: unbiased bounded
 integers from 16-bit keystream words, compiled); expansion 1 (keys of version-1 key files)
-sorted random 64-bit keys, about 3x slower. The step-1 permutation of the source block is
+sorted random 64-bit keys, two to four times slower (``benchmarks/bench_cipher.py``). The step-1 permutation of the source block is
 defined as D_j o sigma_j^-1, so steps 1-3 compose exactly into "destination value t of block j =
 source value D_j[t] of block order[j], plus the substitution byte": ONE gather and ONE byte add
 per image (:class:`Schedule`), with no Python loop over pixels or blocks.
@@ -233,15 +233,16 @@ def _expand_v2(keys: Sequence[Key], shape: tuple[int, int, int], ws: _Workspace,
     codes = np.empty((nimg, nk), dtype=np.uint8)
     subst = np.empty((nimg, nk * c), dtype=np.uint8)
     for r in range(nimg):
+        if gather:
+            run = functools.partial(keyexpansion.encrypt_image, image=images[r].reshape(-1), out=out[r].reshape(-1))
+        else:
+            run = functools.partial(keyexpansion.expand_image, start=r * total, index=index[r])
         words, more = _words(streams[r]), pool
-        while not (keyexpansion.encrypt_image(words, fixed, base, off, images[r].reshape(-1), out[r].reshape(-1),
-                                              order[r], codes[r], subst[r], params.strength) if gather else
-                   keyexpansion.expand_image(words, fixed, base, off, r * total, index[r], order[r], codes[r],
-                                             subst[r], params.strength)):
+        while not run(words, fixed, base, off, order=order[r], channels=codes[r], subst=subst[r],
+                      strength=params.strength):
             more = 4 * more + 64  # the pool ran out: a longer stream has the same start, so the same result
             words = _words(keystream(keys[r].secret, 2 * (fixed + more), label))
     return index, order, codes, subst.reshape(nimg, nk, c)
-
 
 
 def _words(stream: np.ndarray) -> np.ndarray:

@@ -17,19 +17,29 @@ def digest(a: np.ndarray) -> str:
     return hashlib.sha256(a.tobytes()).hexdigest()[:32]
 
 
+WORDS16 = np.arange(1 << 16, dtype=np.uint16)
+
+
+def exactly_uniform(results: np.ndarray, s: int) -> bool:
+    """Whether the draws of all 2^16 words (-1 = rejected) give each of 0..s-1 exactly
+    floor(2^16 / s) times and reject the remaining 2^16 mod s words."""
+    counts = np.bincount(results + 1, minlength=s + 1)
+    return len(counts) == s + 1 and counts[0] == (1 << 16) % s and bool((counts[1:] == (1 << 16) // s).all())
+
+
 def test_every_16_bit_bound_is_exactly_uniform():
     """Lemire's method, exhaustively: for every bound a 16-bit draw may use (1..4096), each result
     is produced by exactly floor(2^16 / s) of the 2^16 words, and the rest are rejected."""
-    words = np.arange(1 << 16, dtype=np.uint16)
     for s in range(1, keyexpansion.NARROW_BOUND + 1):
-        counts = np.bincount(keyexpansion.bounded16(words, s) + 1, minlength=s + 1)
-        assert counts[0] == (1 << 16) % s and (counts[1:] == (1 << 16) // s).all(), s
+        assert exactly_uniform(keyexpansion.bounded16(WORDS16, s), s), s
 
 
-def test_a_modulo_draw_would_fail_the_same_check():
-    """The check above has power: reducing a word modulo s (the usual shortcut) is biased."""
-    counts = np.bincount(np.arange(1 << 16) % 6, minlength=6)
-    assert len(set(counts.tolist())) > 1
+def test_the_uniformity_check_rejects_biased_draws():
+    """The check above has power: the usual shortcuts (a word modulo s; Lemire's multiply
+    without its rejection step) fail it for the bounds the cipher uses most."""
+    for s in (6, 191, 192, 3000):
+        assert not exactly_uniform(WORDS16.astype(np.int64) % s, s), s
+        assert not exactly_uniform((WORDS16.astype(np.int64) * s) >> 16, s), s
 
 
 def permutation_counts(shape, block, n_keys, read):
