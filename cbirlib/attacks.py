@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cipher
+from . import cipher, keyexpansion
 
 FEATURES = ("edges", "stats")
 
@@ -373,7 +373,7 @@ def known_plaintext_attack(plaintexts: np.ndarray, ciphertexts: np.ndarray, bloc
     ids = _fingerprints(np.concatenate([p_flat, c_flat], 1))
     t_total = h * w * c
     fp_p, fp_c = ids[:t_total], ids[t_total:]
-    base, off = cipher._block_offsets(h, w, c, b)
+    base, off = keyexpansion.block_offsets(h, w, c, b)
     k = len(base)
     block_pos = base[:, None] + off[None, :]                           # (K, n_b) image-flat positions
     cls_p, cls_c = fp_p[block_pos], fp_c[block_pos]                    # (K, n_b)

@@ -34,7 +34,6 @@ an error (``pad="error"``) or zero-padded at the bottom/right (``pad="pad"``); g
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -95,19 +94,6 @@ class Schedule:
         if self.swap and c == 3:
             return _PERMS3[self.channel_codes]
         return np.broadcast_to(np.arange(c, dtype=np.uint8), (n, k, c))
-
-
-@functools.lru_cache(maxsize=16)
-def _block_offsets(h: int, w: int, c: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image-flat index of value t of block k is ``base[k] + off[t]`` (blocks row-major,
-    values (py, px, ch) row-major inside a block). Returns base (K,), off (b*b*C,), int64,
-    read-only (cached per shape)."""
-    by, bx = np.divmod(np.arange((h // b) * (w // b)), w // b)
-    base = (by * b * w + bx * b) * c
-    py, px, ch = np.unravel_index(np.arange(b * b * c), (b, b, c))
-    base, off = base.astype(np.int64), ((py * w + px) * c + ch).astype(np.int64)
-    base.flags.writeable = off.flags.writeable = False
-    return base, off
 
 
 def _block_view(flat: np.ndarray, h: int, w: int, c: int, b: int) -> np.ndarray:
@@ -220,28 +206,27 @@ def _expand_v2(keys: Sequence[Key], shape: tuple[int, int, int], ws: _Workspace,
     b = params.block_size
     nk, n, nimg = (h // b) * (w // b), b * b * c, len(keys)
     total = nk * n
-    base, off = _block_offsets(h, w, c, b)
     pool = keyexpansion.first_pool(nk, n, params.strength)
     fixed, nwords = keyexpansion.stream_words(nk, n, c, pool=pool)
     label = _stream_label(params, shape)
-    streams = keystreams([k.secret for k in keys], 2 * nwords, label,  # scratch: the schedule keeps no stream
-                         out=_scratch().get("stream", (nimg, keystream_row_bytes(2 * nwords)), np.uint8))
+    # one image's stream at a time, made just before it is used: it is then still in the cache
+    stream = _scratch().get("stream", (1, keystream_row_bytes(2 * nwords)), np.uint8)
     gather = images is not None
     # int32 halves the bytes the kernel writes (a third faster); int64 where a batch is too big
-    index = None if gather else ws.get("index", (nimg, total), np.int32 if nimg * total < 2 ** 31 else np.int64)
+    index = None if gather else ws.get("index", (nimg, h, w, c), np.int32 if nimg * total < 2 ** 31 else np.int64)
     order = np.empty((nimg, nk), dtype=np.int64)
     codes = np.empty((nimg, nk), dtype=np.uint8)
     subst = np.empty((nimg, nk * c), dtype=np.uint8)
     for r in range(nimg):
-        if gather:
-            run = functools.partial(keyexpansion.encrypt_image, image=images[r].reshape(-1), out=out[r].reshape(-1))
-        else:
-            run = functools.partial(keyexpansion.expand_image, start=r * total, index=index[r])
-        words, more = _words(streams[r]), pool
-        while not run(words, fixed, base, off, order=order[r], channels=codes[r], subst=subst[r],
-                      strength=params.strength):
+        words, more = _words(keystreams([keys[r].secret], 2 * nwords, label, out=stream)[0]), pool
+        while not keyexpansion.permute_image(
+                words, fixed, block_size=b, image=images[r] if gather else None, start=r * total,
+                out=out[r] if gather else index[r], order=order[r], channels=codes[r], subst=subst[r],
+                strength=params.strength):
             more = 4 * more + 64  # the pool ran out: a longer stream has the same start, so the same result
             words = _words(keystream(keys[r].secret, 2 * (fixed + more), label))
+    if index is not None:
+        index = index.reshape(nimg, total)
     return index, order, codes, subst.reshape(nimg, nk, c)
 
 
@@ -271,7 +256,7 @@ def _expand_v1(keys: Sequence[Key], shape: tuple[int, int, int], ws: _Workspace)
         return streams[:, offs[i]:offs[i + 1]].view(dtype)
 
     order = np.argsort(part(1, np.uint64), axis=1)  # (N, K): destination j <- source block order[j]
-    base, off = _block_offsets(h, w, c, b)  # image-flat index of block k's value t = base[k] + off[t]
+    base, off = keyexpansion.block_offsets(h, w, c, b)  # image-flat index of block k's value t = base[k] + off[t]
     # Sort keys: random high bits, the value's in-block offset off[t] in the low 16 (or 32) bits,
     # written through a narrow view (one pass, no read-modify-write); the keys are then distinct.
     keys64 = part(0, np.int64).reshape(nimg, nk, n)
@@ -302,7 +287,7 @@ def encrypt_steps(image: np.ndarray, key: Key) -> dict[str, np.ndarray]:
     blocks = to_blocks(batch, b)[0].reshape(-1, n)  # (K, n)
     nk = blocks.shape[0]
     src = to_blocks(s.index[0].reshape(1, h, w, c), b)[0].reshape(nk, n)  # image-flat sources by (j, t)
-    base, off = _block_offsets(h, w, c, b)
+    base, off = keyexpansion.block_offsets(h, w, c, b)
     local = np.searchsorted(off, src - base[s.order[0]][:, None])  # D_j: in-block source positions
     # step-1 permutation of source block order[j]: pi = D_j o sigma_j^-1 (on channel triples)
     inv = np.argsort(s.channels[0], axis=1)  # sigma_j^-1

@@ -29,10 +29,15 @@ runs out (it is sized for ten times the expected rejections) is simply made larg
 Speed. Version 1 (:func:`cbirlib.cipher.expand` with ``expansion=1``) sorted one random 64-bit
 key per value: 8 keystream bytes and an ``O(n log n)`` sort per value. Here a value costs two
 keystream bytes, one multiplication and one swap in a compiled loop (numba, ``nogil`` so that
-threads expand images in parallel); the index of the gather is written in the same pass.
+threads expand images in parallel): each block is copied into a small buffer, shuffled there and
+copied to its place, either as the image's values (encryption while expanding: no index is
+written) or as their positions (the gather index of a :class:`cbirlib.cipher.Schedule`); see
+:mod:`cbirlib._keyexpansion_kernels` for what was measured.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -61,6 +66,24 @@ def first_pool(n_blocks: int, n_values: int, strength: int) -> int:
     return 64 + int(_POOL_MARGIN * 2 * expected_rejections(n_blocks, n_values, strength))
 
 
+@functools.lru_cache(maxsize=16)
+def block_offsets(h: int, w: int, c: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where block values lie in an image (H, W, C) flattened: value t of block k is at
+    ``base[k] + off[t]`` (blocks row-major, values (row, column, channel) row-major inside a
+    block). Returns base (K,) and off (b*b*C,), int64, read-only (cached per shape).
+
+    >>> base, off = block_offsets(4, 4, 1, 2)
+    >>> base.tolist(), off.tolist()
+    ([0, 2, 8, 10], [0, 1, 4, 5])
+    """
+    by, bx = np.divmod(np.arange((h // b) * (w // b)), w // b)
+    py, px, ch = np.unravel_index(np.arange(b * b * c), (b, b, c))
+    base = ((by * b * w + bx * b) * c).astype(np.int64)
+    off = ((py * w + px) * c + ch).astype(np.int64)
+    base.flags.writeable = off.flags.writeable = False
+    return base, off
+
+
 def _kernels():
     from . import _keyexpansion_kernels  # numba is imported here, on first use
 
@@ -81,27 +104,22 @@ def bounded16(words: np.ndarray, bound: int) -> np.ndarray:
     return _kernels().bounded16(np.ascontiguousarray(words, dtype=np.uint16), int(bound))
 
 
-def expand_image(words: np.ndarray, pool_start: int, base: np.ndarray, off: np.ndarray, start: int,
-                 index: np.ndarray, order: np.ndarray, channels: np.ndarray, subst: np.ndarray,
-                 strength: int) -> bool:
-    """Run the compiled expansion of one image (see the module docstring); arrays are written in
-    place: ``index`` (H*W*C,) int32 or int64 (value i of the ciphertext is value ``index[i]`` of the
-    batch, whose image starts at ``start``), ``order`` (K,) int64, ``channels`` (K,) uint8 (0..5),
-    ``subst`` (K*C,) uint8. Returns False if the overflow pool (``words[pool_start:]``) ran out."""
-    return bool(_kernels().expand_image(words, pool_start, base, off, start, index, order, channels, subst,
-                                        strength))
-
-
-def encrypt_image(words: np.ndarray, pool_start: int, base: np.ndarray, off: np.ndarray, image: np.ndarray,
-                  out: np.ndarray, order: np.ndarray, channels: np.ndarray, subst: np.ndarray,
-                  strength: int) -> bool:
-    """:func:`expand_image` for one image (H*W*C,) uint8, applied as it is drawn: ``out`` (same
-    shape) receives ``out[i] = image[index[i]]`` (the substitution is not added) and no index is
-    written. Returns False if the overflow pool ran out."""
-    if image.shape != out.shape or image.dtype != np.uint8 or out.dtype != np.uint8:
+def permute_image(words: np.ndarray, pool_start: int, *, block_size: int, image: np.ndarray | None,
+                  start: int, out: np.ndarray, order: np.ndarray, channels: np.ndarray,
+                  subst: np.ndarray, strength: int) -> bool:
+    """Run the compiled expansion of one image (H, W, C) (see the module docstring); arrays are
+    written in place. ``out`` (H, W, C) receives the image's values permuted (``image`` (H, W, C)
+    uint8; the substitution is not added), or, with ``image`` None, the gather index (int32 or
+    int64: value i of the ciphertext is value ``out[i]`` of the batch, whose image starts at
+    ``start``). ``order`` (K,) int64, ``channels`` (K,) uint8 (0..5), ``subst`` (K*C,) uint8.
+    Returns False if the overflow pool (``words[pool_start:]``) ran out."""
+    h, w, c = out.shape
+    if image is not None and (image.shape != out.shape or image.dtype != np.uint8 or out.dtype != np.uint8):
         raise ValueError("image and out must be uint8 arrays of the same shape")
-    return bool(_kernels().encrypt_image(words, pool_start, base, off, image, out, order, channels, subst,
-                                         strength))
+    base, _ = block_offsets(h, w, c, block_size)
+    flat = None if image is None else image.reshape(-1)
+    return bool(_kernels().permute_image(words, pool_start, base, block_size, w * c, flat, start,
+                                         out.reshape(-1), order, channels, subst, strength))
 
 
 def gather(src: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:

@@ -152,6 +152,19 @@ def keystream_row_bytes(nbytes: int) -> int:
     return -(-nbytes // 16) * 16 + 16
 
 
+_ZEROS = b""
+
+
+def _zeros(nbytes: int) -> memoryview:
+    """``nbytes`` zero bytes (CTR mode's keystream is the encryption of zeros), from one immutable
+    buffer grown as needed (a fresh 318 kB bytes object per image measured 1-7 us of a ~45 us
+    keystream, 2026-12-02)."""
+    global _ZEROS
+    if len(_ZEROS) < nbytes:
+        _ZEROS = bytes(nbytes)
+    return memoryview(_ZEROS)[:nbytes]
+
+
 def keystreams(secrets_: list[bytes], nbytes: int, label: bytes = b"expand",
                out: np.ndarray | None = None) -> np.ndarray:
     """(N, nbytes) uint8: row i is AES-256-CTR keystream under ``secrets_[i]`` (nonce from
@@ -162,7 +175,7 @@ def keystreams(secrets_: list[bytes], nbytes: int, label: bytes = b"expand",
     buf = np.empty((len(secrets_), row), dtype=np.uint8) if out is None else out
     if buf.shape != (len(secrets_), row) or buf.dtype != np.uint8:
         raise ValueError(f"keystream buffer must be uint8 of shape {(len(secrets_), row)}")
-    zeros = bytes(nbytes)
+    zeros = _zeros(nbytes)
     for i, secret in enumerate(secrets_):
         Cipher(algorithms.AES(secret), modes.CTR(nonce)).encryptor().update_into(zeros, buf[i])
     return buf[:, :nbytes]
