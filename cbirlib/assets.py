@@ -390,9 +390,6 @@ def fetch(name: str) -> Path:
     return fetchers[asset.registry](asset, downloads)
 
 
-def fetch_all(names: tuple[str, ...] = tuple(ASSETS)) -> dict[str, Path]:
-    """Fetch several assets; returns name -> path."""
-    return {name: fetch(name) for name in names}
 
 
 def package_version(asset: Asset) -> str:

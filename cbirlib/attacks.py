@@ -291,10 +291,6 @@ def true_grid(order: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return truth.reshape(grid)
 
 
-def assemble(values: np.ndarray, placement: np.ndarray) -> np.ndarray:
-    """Paint a per-piece image: values (K, ...) placed by ``placement`` (rows, cols) →
-    (rows, cols, ...)."""
-    return values[placement]
 
 
 def circular_spread(values: np.ndarray) -> np.ndarray:

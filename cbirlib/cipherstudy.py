@@ -14,7 +14,7 @@ from . import cipher, imagemetrics as im, keys as cbkeys
 
 def _seeded_bytes(seed: int, label: str, n: int) -> bytes:
     """Reproducible bytes for baseline keys and IVs (HKDF of the seed; experiments only)."""
-    return cbkeys.keystream(cbkeys.from_seed(seed, kind="shared").secret, n, label.encode()).tobytes()
+    return cbkeys.keystream(cbkeys.experiment_key(seed, "shared").secret, n, label.encode()).tobytes()
 
 
 def baseline_ciphertexts(image: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -166,7 +166,7 @@ def block_size_sweep(images: np.ndarray, ids: Sequence[str], labels: Sequence[st
     ``block_size`` column."""
     parts = []
     for b in block_sizes:
-        master = cbkeys.from_seed(seed, cbkeys.CipherParams(b, strength, swap))
+        master = cbkeys.experiment_key(seed, "owner", cbkeys.CipherParams(b, strength, swap))
         enc = cipher.encrypt_with_ids(images, list(ids), master, pad="pad")
         enc = enc[:, :images.shape[1], :images.shape[2]]  # metrics on the original frame
         rows = []
@@ -243,7 +243,7 @@ def strength_sweep(images: np.ndarray, ids: Sequence[str], block_size: int = 8, 
     with a ``strength`` column."""
     rows = []
     for s in strengths:
-        master = cbkeys.from_seed(seed, cbkeys.CipherParams(block_size, s, swap))
+        master = cbkeys.experiment_key(seed, "owner", cbkeys.CipherParams(block_size, s, swap))
         enc = cipher.encrypt_with_ids(images, list(ids), master)
         for img, c, image_id in zip(images, enc, ids):
             rows += [dict(image_id=image_id, strength=s, metric=k, value=v)
@@ -280,7 +280,7 @@ def sweep_images(image: np.ndarray, image_id: str, block_sizes: Sequence[int], s
     """One image encrypted at each block size (padded sizes cropped back to the frame)."""
     out = []
     for b in block_sizes:
-        master = cbkeys.from_seed(seed, cbkeys.CipherParams(b, strength, swap))
+        master = cbkeys.experiment_key(seed, "owner", cbkeys.CipherParams(b, strength, swap))
         enc = cipher.encrypt(image, master.for_image(image_id), pad="pad")
         out.append(enc[:image.shape[0], :image.shape[1]])
     return out

@@ -73,10 +73,11 @@ def config_for(profile: str, *, model: str = "vit", weights: str = "auto", data:
                        test_per_class=chosen["test_per_class"], seed=seed, profile=profile)
 
 
-def shared_key(cfg: StudyConfig, seed: int | None = None) -> cbkeys.Key:
-    """The key-aligned shared key, derived from the seed (reproducible; says so in its record)."""
+def shared_key(cfg: StudyConfig, role: str = "shared") -> cbkeys.Key:
+    """The key-aligned shared key (or, with ``role="unrelated"``, a wrong one), derived from the
+    seed (reproducible; says so in its record)."""
     params = cbkeys.CipherParams(block_size=cfg.block_size, strength=0, swap=False)
-    return cbkeys.from_seed(cfg.seed if seed is None else seed, params, "shared")
+    return cbkeys.experiment_key(cfg.seed, role, params)
 
 
 def _features(bundle, images, cfg, device) -> torch.Tensor:
@@ -122,11 +123,11 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
     shape = images["test"].shape[1:]
     key = shared_key(cfg)
     sched = keyaware.aligned_schedule(key, shape, cfg.negpos)
-    wrong = keyaware.aligned_schedule(shared_key(cfg, cfg.seed + 1), shape, cfg.negpos)
+    wrong = keyaware.aligned_schedule(shared_key(cfg, "unrelated"), shape, cfg.negpos)
     transformed = keyaware.transform_model(bundle, sched)
     wrong_model = keyaware.transform_model(bundle, wrong)
     aligned = {s: keyaware.encrypt_aligned(x, sched) for s, x in images.items()}
-    master = cbkeys.from_seed(cfg.seed, cbkeys.CipherParams(cfg.block_size, cfg.strength, cfg.swap))
+    master = cbkeys.experiment_key(cfg.seed, "owner", cbkeys.CipherParams(cfg.block_size, cfg.strength, cfg.swap))
     mtce = {s: cipher.encrypt_with_ids(x, ids[s], master) for s, x in images.items()}
 
     rows = []
@@ -174,7 +175,7 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
     t0 = time.perf_counter()
     train_feats, train_labels = [f_mtce["train"]], [labels["train"]]
     for r in range(1, cfg.fresh_keys):
-        fresh = cbkeys.from_seed(cfg.seed + 1000 + r, master.params)
+        fresh = cbkeys.experiment_key(cfg.seed, "fresh", master.params, index=r)
         train_feats.append(_features(bundle, cipher.encrypt_with_ids(images["train"], ids["train"], fresh), cfg, device))
         train_labels.append(labels["train"])
     aug = {"train": torch.cat(train_feats), "val": f_mtce["val"], "test": f_mtce["test"]}

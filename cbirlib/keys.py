@@ -120,6 +120,14 @@ class Key:
         return Key(_hkdf(self.secret, b"image-key/" + image_id.encode("utf-8")), self.params, "image",
                    image_id, self.from_seed)
 
+    def for_group(self, group: int = 0) -> Key:
+        """The shared key of image group ``group`` (master keys only; group 0: the one key that
+        all images share in shared mode): HKDF-SHA256(secret, info="shared-key[/group]")."""
+        if isinstance(group, bool) or not isinstance(group, (int, np.integer)) or group < 0:
+            raise KeyUsageError(f"a group is an integer >= 0, got {group!r}")
+        name = "shared-key" if group == 0 else f"shared-key/{int(group)}"
+        return Key(self.for_image(name).secret, self.params, "shared", None, self.from_seed)
+
     def with_params(self, params: CipherParams) -> Key:
         return replace(self, params=params)
 
@@ -144,6 +152,38 @@ def from_seed(seed: int, params: CipherParams = CipherParams(), kind: str = "mas
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise KeyUsageError(f"seed must be an integer, got {seed!r}")
     return Key(_hkdf(str(int(seed)).encode(), b"seed/" + kind.encode()), params, kind, None, True)
+
+
+#: The keys of an experiment, by role, each derived from the run's seed (experiments only: anyone
+#: who knows the seed knows them): role -> (seed offset, kind). The offsets are those the committed
+#: results were made with. Kind "image" is the per-image key named after the role under a master
+#: key of that offset; "fresh" takes an index r >= 1 (offset 1000 + r).
+EXPERIMENT_ROLES = {
+    "owner": (0, "master"),              # the data owner's master key: per-image keys
+    "shared": (0, "shared"),             # the one key of shared mode (and of baseline bytes)
+    "unrelated": (1, "shared"),          # a key that has nothing to do with the owner's: a guess
+    "wrong user": (7, "shared"),         # a query user who holds the wrong shared key
+    "query user": (1_000_003, "image"),  # the query user's own per-image key
+    "fresh": (1000, "master"),           # fresh master keys for training on more ciphertexts
+}
+
+
+def experiment_key(seed: int, role: str, params: CipherParams = CipherParams(), *, index: int = 0) -> Key:
+    """The seeded key of ``role`` (:data:`EXPERIMENT_ROLES`) in the experiment of ``seed``.
+
+    >>> experiment_key(0, "owner") == from_seed(0)
+    True
+    >>> experiment_key(0, "query user").kind, experiment_key(0, "fresh", index=2) == from_seed(1002)
+    ('image', True)
+    """
+    if role not in EXPERIMENT_ROLES:
+        raise KeyUsageError(f"unknown key role {role!r}; one of {sorted(EXPERIMENT_ROLES)}")
+    if (role == "fresh") != (index > 0):
+        raise KeyUsageError("a fresh key takes index >= 1, other roles none")
+    offset, kind = EXPERIMENT_ROLES[role]
+    if kind == "image":
+        return from_seed(seed + offset, params, "master").for_image(role)
+    return from_seed(seed + offset + index, params, kind)
 
 
 def keystream_row_bytes(nbytes: int) -> int:

@@ -433,7 +433,7 @@ def scorecard_forest(card) -> plt.Figure:
     interval), the cipher's quality means (Table V) as a difference from the paper's value in %.
     Claims without an interval (exact quantities, texts), and the paper's AES entropy (a constant
     image, about 0 bits), are left to the table."""
-    from .scorecard import _COLOURS
+    from .scorecard import VERDICTS
 
     def number(v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -473,7 +473,7 @@ def scorecard_forest(card) -> plt.Figure:
             ax.text(0.5, 0.5, "no measured claim with an interval in this run", ha="center", va="center",
                     transform=ax.transAxes, fontsize=10)
     shown = set(rates.verdict) | set(means.verdict)
-    handles = [plt.Line2D([], [], color=edge[v], marker="o", lw=2, label=v) for v in _COLOURS if v in shown]
+    handles = [plt.Line2D([], [], color=edge[v], marker="o", lw=2, label=v) for v in VERDICTS if v in shown]
     if handles:
         fig.legend(handles=handles, fontsize=9, loc="upper center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.96))

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data as cbir_data, evaluate, features, models, paths, quantize as qz, runtime, train
+from . import data as cbir_data, evaluate, features, models, paper, paths, quantize as qz, runtime, train
 from .train import Domain, ExperimentConfig
 
 PAPER_CALIBRATORS = {"max": "max", "kl": "KL", "percentile": "99%"}
@@ -245,8 +245,6 @@ def memory_table(run: QuantRun) -> pd.DataFrame:
 def beside_paper(ours: pd.DataFrame) -> pd.DataFrame:
     """Table VIII rows: the paper's value beside ours per (variant, class, metric); our variants
     are matched to the paper's by name (ours' int8 + fine-tuning is the closest to Algorithm 3)."""
-    from . import paper
-
     theirs = paper.table_viii()
     mapping = {f"last layer ({n})": f"last layer ({n}), int8 + fine-tuning" for n in PAPER_CALIBRATORS.values()}
     mapping["fully"] = "fully (int8) + fine-tuning last layer"
@@ -278,8 +276,8 @@ def findings(ours: pd.DataFrame, onnx: pd.DataFrame, notes: dict) -> str:
         f"{c['predicted_classes_literal']}). What does collapse is an int8 "
         f"pipeline whose activations were never calibrated: {acc['fully (int8 weights, activations uncalibrated: range [-1, 1] assumed)']:.3f}, "
         f"predicting {c['predicted_classes_uncalibrated']} test images per class: every activation saturates at the "
-        f"assumed range, so one class takes (nearly) all predictions — the paper's pattern (0.326, one class "
-        f"recalled at 0.96).",
+        f"assumed range, so one class takes (nearly) all predictions — the paper's pattern "
+        f"({paper.FULLY_QUANTIZED['accuracy']}, one class recalled at {paper.FULLY_QUANTIZED['brain recall']}).",
         f"- **Real int8 deployment.** onnxruntime static int8: {best['bytes'] / fp32['bytes']:.3f} x the fp32 bytes, "
         f"{best['latency_ms_batch32'] / fp32['latency_ms_batch32']:.2f} x its batch-32 latency, accuracy "
         f"{best['accuracy']:.3f} vs {fp32['accuracy']:.3f} (best calibrator: {best.name}).",
@@ -349,7 +347,7 @@ def paper_variants_noise(n: int = 300) -> pd.DataFrame:
     """Can Table VIII's last-layer accuracies (0.94 max, 0.93 KL, 0.946 99%) differ from each other
     on its n = 300 test images at all? Wilson intervals of each, and for each pair the smallest exact
     McNemar p-value any per-image predictions with those accuracies could give."""
-    from . import paper, stats
+    from . import stats
 
     t = paper.table_viii()
     acc = t[(t.metric == "accuracy_overall") & (t.variant.str.startswith("last layer"))].groupby("variant").value.first()

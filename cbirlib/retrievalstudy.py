@@ -37,9 +37,7 @@ def user_key(cfg: ExperimentConfig, domain: Domain) -> keys.Key:
     """The query user's own key: a per-image key under the user's own (seeded) secret, or the
     shared key in shared mode."""
     params = keys.CipherParams(domain.block_size, cfg.strength, cfg.swap)
-    if cfg.key_mode == "shared":
-        return keys.from_seed(cfg.seed, params, "shared")
-    return keys.from_seed(cfg.seed + 1_000_003, params, "master").for_image("query user")
+    return keys.experiment_key(cfg.seed, "shared" if cfg.key_mode == "shared" else "query user", params)
 
 
 def run_protocol(cfg: ExperimentConfig, domain, k: int = 5, n_queries: int = 6,
@@ -122,7 +120,7 @@ def domain_scores(cfg: ExperimentConfig, domain, ks=(1, 5, 10, 100), progress: b
         q = cipher.encrypt(q_plain, user_key(cfg, domain))
         checks["plaintext queries vs encrypted database"] = q_plain
         if cfg.key_mode == "shared":
-            wrong = keys.from_seed(cfg.seed + 7, key.params, "shared")
+            wrong = keys.experiment_key(cfg.seed, "wrong user", key.params)
             checks["queries under a wrong shared key"] = cipher.encrypt(q_plain, wrong)
     db_feats = psi(db).numpy()
     tables, curves = [], []

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from docutils.nodes import make_id
 
-from . import results as cbresults, stats
+from . import paper as cbpaper, results as cbresults, stats
 
 VERDICTS = ("reproduced", "differs", "paper error", "not reproducible here", "not comparable here", "new result")
 #: quantities without sampling noise: (kind, tolerance) — "rel" of the paper's value or "abs"
@@ -41,6 +41,10 @@ TOLERANCES = {"key space bits": ("rel", 0.01), "int8 / fp32 bytes": ("abs", 0.01
 #: a known-plaintext attack on per-image keys "recovers nothing" while the upper 95 % bound of its
 #: gain over an unrelated key (share of unseen foreground values decrypted) stays within this
 RECOVERY_TOLERANCE = 0.01
+#: significance level of the paired tests the scorecard reads
+ALPHA = 0.05
+#: an attack table without intervals (older runs): "above chance" means more than this above it
+CHANCE_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -386,7 +390,7 @@ def memory(r: Results) -> list[Row]:
     ev = "04_quantization#Memory: eq. (6) and the per-mode formulas"
     return [
         Row("Quantization", "Eq. (6), Sec. IV", "int8 cuts model memory by a factor of 4 (ratio int8 / fp32)",
-            0.25, int8 / fp32, _tolerance(0.25, int8 / fp32, "int8 / fp32 bytes"),
+            cbpaper.INT8_MEMORY_RATIO, int8 / fp32, _tolerance(cbpaper.INT8_MEMORY_RATIO, int8 / fp32, "int8 / fp32 bytes"),
             "onnxruntime static int8 of the whole model, bytes of the saved files", ev),
         Row("Quantization", "Memory equations", "quantizing the last layer reduces the model's memory 4×",
             "4× (W × 4 → W × 1 + 4 bytes)", f"last layer = {share:.4f} % of VGG-16's weights",
@@ -431,7 +435,8 @@ def security(r: Results) -> list[Row]:
                  j[j.metric == "chance_neighbour"].set_index("block_size")["value"])
         worst_b, excess = int(means.idxmax()), float(means.max())
         j_low = j_high = j_n = None
-        broken, how = excess > 0.05, "more than 0.05 above chance" if excess > 0.05 else "within 0.05 of chance"
+        broken = excess > CHANCE_MARGIN
+        how = f"{'more than' if broken else 'within'} {CHANCE_MARGIN} {'above' if broken else 'of'} chance"
     shuffle = jig[(jig.strength == strength) & (jig.attack == "block shuffle only") & (jig.block_size == worst_b)]
     last = int(kpa.pairs.max())
     k = kpa[kpa.pairs == last].set_index(["key_mode", "metric"])
@@ -506,7 +511,7 @@ def key_aware(r: Results) -> list[Row]:
     if "paired_p_vs_paper_mtce" in pair:
         p_pair = float(pair["paired_p_vs_paper_mtce"])
         paired_note = (f" (exact McNemar p = {p_pair:.2f} on the same test images: "
-                       f"{'a real difference' if p_pair < 0.05 else 'within noise'})")
+                       f"{'a real difference' if p_pair < ALPHA else 'within noise'})")
     else:
         paired_note = " (no paired test recorded)"
     ev = "06_key_aware"

@@ -18,13 +18,7 @@ def _keys(master: cbkeys.Key, ids: Sequence[str], key_mode: str) -> list[cbkeys.
         raise ValueError(f"key_mode must be one of {KEY_MODES}, got {key_mode!r}")
     if key_mode == "per-image":
         return [master.for_image(i) for i in ids]
-    return [_shared_key(master)] * len(ids)
-
-
-def _shared_key(master: cbkeys.Key, group: int = 0) -> cbkeys.Key:
-    """The key that group ``group`` of images shares (group 0: the chapter's one shared key)."""
-    name = "shared-key" if group == 0 else f"shared-key/{group}"
-    return cbkeys.Key(master.for_image(name).secret, master.params, "shared", None, master.from_seed)
+    return [master.for_group(0)] * len(ids)
 
 
 def spread_over_classes(labels: np.ndarray, n: int) -> list[int]:
@@ -106,13 +100,13 @@ def jigsaw_trials(images: np.ndarray, ids: Sequence[str], block_sizes: Sequence[
     for b in block_sizes:
         for s in strengths:
             params = cbkeys.CipherParams(block_size=int(b), strength=int(s))
-            master = cbkeys.from_seed(seed, params)
+            master = cbkeys.experiment_key(seed, "owner", params)
             sched = cipher.expand(_keys(master, ids, "per-image"), images.shape[1:])
             enc = cipher.apply_schedule(images, sched)
             no_step1 = _block_shuffle_only(images, sched, b)
             shared = []
             for g, sl in enumerate(groups):
-                gs = cipher.expand([_shared_key(master, g)], images.shape[1:])
+                gs = cipher.expand([master.for_group(g)], images.shape[1:])
                 shared.append((cipher.apply_schedule(images[sl], gs), images[sl], gs.order[0], "stats",
                                f"group {g}"))
             runs = {"MTCE, per-image keys": [(enc[i:i + 1], images[i:i + 1], sched.order[i], "stats", ids[i])
@@ -226,12 +220,12 @@ def kpa_trials(train_images: np.ndarray, test_images: np.ndarray, ids: Sequence[
     positions that match the test key (``unit`` = the image with per-image keys, ``shared key``
     otherwise), and the attack's seconds (``unit`` = ``attack``)."""
     params = cbkeys.CipherParams(block_size=block_size, strength=strength)
-    master = cbkeys.from_seed(seed, params)
+    master = cbkeys.experiment_key(seed, "owner", params)
     shape = train_images.shape[1:]
     size = int(np.prod(shape))
     common = np.bincount(test_images.ravel(), minlength=256).argmax()       # background grey level
     foreground = (test_images != common).reshape(len(test_images), -1)
-    guess = cipher.expand([cbkeys.from_seed(seed + 1, params, "shared")], shape)   # an unrelated key
+    guess = cipher.expand([cbkeys.experiment_key(seed, "unrelated", params)], shape)
     rows = []
 
     def add(key_mode, n, unit, metric, value):
@@ -279,7 +273,7 @@ def kpa_example(train_images: np.ndarray, test_image: np.ndarray, test_id: str, 
                 n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """One unseen image decrypted by the key recovered from n pairs, per key mode."""
     params = cbkeys.CipherParams(block_size=block_size, strength=strength)
-    master = cbkeys.from_seed(seed, params)
+    master = cbkeys.experiment_key(seed, "owner", params)
     shape = train_images.shape[1:]
     out = {"plaintext": test_image}
     for key_mode in KEY_MODES:
@@ -305,7 +299,7 @@ def probe_table(train: tuple[np.ndarray, np.ndarray, Sequence[str]], test: tuple
         if b == "plaintext":
             ftr, fte = attacks.ciphertext_statistics(xtr, 8), attacks.ciphertext_statistics(xte, 8)
         else:
-            master = cbkeys.from_seed(seed, cbkeys.CipherParams(block_size=int(b), strength=strength))
+            master = cbkeys.experiment_key(seed, "owner", cbkeys.CipherParams(block_size=int(b), strength=strength))
             etr = cipher.encrypt_with_ids(xtr, list(idtr), master)
             ete = cipher.encrypt_with_ids(xte, list(idte), master)
             stat_b = max(int(b), 4)                      # block statistics on 4-px windows below 4 px

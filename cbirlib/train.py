@@ -190,8 +190,7 @@ class SplitData:
 def domain_key(cfg: ExperimentConfig, domain: Domain) -> keys.Key:
     """The seeded key material of a domain: a master key (per-image mode) or a shared key."""
     params = keys.CipherParams(domain.block_size, cfg.strength, cfg.swap, cfg.key_expansion)
-    kind = "master" if cfg.key_mode == "per-image" else "shared"
-    return keys.from_seed(cfg.seed, params, kind)
+    return keys.experiment_key(cfg.seed, "owner" if cfg.key_mode == "per-image" else "shared", params)
 
 
 def encrypt_for(cfg: ExperimentConfig, domain: Domain, images: np.ndarray, ids: list[str]) -> np.ndarray:

@@ -75,3 +75,37 @@ def test_keystream_depends_on_secret_and_label():
     assert len(a) == 64 and a.tobytes() == keys.keystream(s, 64, b"x").tobytes()
     assert a.tobytes() != keys.keystream(s, 64, b"y").tobytes()
     assert keys.keystream(s, 100, b"x")[:64].tobytes() == a.tobytes()  # a prefix of the same stream
+
+
+def test_experiment_keys_are_the_derivations_the_committed_results_used():
+    """Each role pins the seed offset and kind that the chapters used before the roles had names
+    (the committed results depend on them)."""
+    p = CipherParams(8, 200, True)
+    assert keys.experiment_key(5, "owner", p) == keys.from_seed(5, p)
+    assert keys.experiment_key(5, "shared", p) == keys.from_seed(5, p, "shared")
+    assert keys.experiment_key(5, "unrelated", p) == keys.from_seed(6, p, "shared")
+    assert keys.experiment_key(5, "wrong user", p) == keys.from_seed(12, p, "shared")
+    assert keys.experiment_key(5, "query user", p) == keys.from_seed(1_000_008, p).for_image("query user")
+    assert keys.experiment_key(5, "fresh", p, index=3) == keys.from_seed(1008, p)
+    secrets_ = {keys.experiment_key(5, r, p, index=int(r == "fresh")).secret for r in keys.EXPERIMENT_ROLES}
+    assert len(secrets_) == len(keys.EXPERIMENT_ROLES)  # every role its own key
+    assert all(keys.experiment_key(5, r, p, index=int(r == "fresh")).from_seed for r in keys.EXPERIMENT_ROLES)
+
+
+@pytest.mark.parametrize("role, index, message", [("owner ", 0, "unknown key role"), ("fresh", 0, "index >= 1"),
+                                                  ("owner", 2, "index >= 1")])
+def test_experiment_key_rejects_unknown_roles_and_misplaced_indices(role, index, message):
+    with pytest.raises(KeyUsageError, match=message):
+        keys.experiment_key(0, role, index=index)
+
+
+def test_group_keys_are_shared_keys_derived_from_the_master():
+    master = keys.from_seed(3, CipherParams(4))
+    g0, g1 = master.for_group(0), master.for_group(1)
+    assert g0.kind == g1.kind == "shared" and g0.params == master.params and g0.from_seed
+    assert g0.secret == master.for_image("shared-key").secret and g1.secret == master.for_image("shared-key/1").secret
+    assert g0 != g1
+    with pytest.raises(KeyUsageError, match="group"):
+        master.for_group(-1)
+    with pytest.raises(KeyUsageError, match="only a master"):
+        g0.for_group(1)
