@@ -18,6 +18,8 @@ LIB        := $(wildcard cbirlib/*.py)
 NOTEBOOKS  := $(sort $(wildcard notebooks/*.ipynb))
 BOOK_SRC   := $(wildcard book/*.md book/*.yml book/_css/*.css) CITATION.cff
 BOOK_INDEX := book/_build/html/index.html
+# papermill as the Makefile runs it, from notebooks/ (the chapters themselves run through the workflow)
+PAPERMILL  := ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar
 # `papermill --help-notebook` of every notebook, included by the book's "how to rerun" page
 PARAM_HELP := $(patsubst notebooks/%.ipynb,book/_generated/%.parameters.txt,$(NOTEBOOKS))
 # MathJax from the npm registry, pinned by the tarball's sha256, served from the book itself
@@ -146,7 +148,7 @@ run: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(
 
 refresh: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## re-execute the committed notebooks in place at the ci profile (nbval references)
 	@tmp=$$(mktemp -d); for nb in $(NOTEBOOKS); do \
-	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar $$(basename $$nb) $$(basename $$nb) -p profile ci); \
+	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp $(PAPERMILL) $$(basename $$nb) $$(basename $$nb) -p profile ci); \
 	done; rm -rf $$tmp
 
 test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## all tests: unit tests, nbval of the reference notebooks, book-check of their book
@@ -179,7 +181,7 @@ paper-run: data/default/manifest.csv data/cache/.weights ## GPU: the classificat
 	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() or '$(FORCE)' == '1' else 1)" || \
 	  (echo "paper-run needs a CUDA GPU (100 epochs of full fine-tuning at 224 px); FORCE=1 runs it anyway"; exit 2)
 	@mkdir -p book/executed
-	cd notebooks && ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar 02_classification.ipynb \
+	cd notebooks && $(PAPERMILL) 02_classification.ipynb \
 	  ../book/executed/02_classification_paper.ipynb -p profile paper -p results_name 02_classification_paper \
 	  -p data $(or $(DATA),default)
 

@@ -1,14 +1,22 @@
 """cbirlib: the library behind the companion book to "Balancing Privacy and Performance:
 Exploring Encryption and Quantization in Content-Based Image Retrieval Systems".
 
-Modules, one job each: ``assets`` (offline sources), ``volumes`` (reading and slicing scans),
-``data`` (datasets), ``models`` (VGG-16 / ViT with offline weights, the feature model Psi),
-``keys``, ``keyexpansion`` and ``cipher`` (MTCE), ``imagefiles`` (encrypted PNG files), ``imagemetrics`` and
-``keyspace`` (judging the cipher), ``train`` and ``evaluate`` (classification), ``retrieval``
-(owner, server, user, indexes, metrics), ``quantize`` (int8), ``profiles`` (ci / cpu / paper),
-``paper`` (the paper's numbers), ``results`` and ``provenance`` (tidy CSVs with provenance),
-``plots`` (figures), ``cipherstudy`` / ``retrievalstudy`` / ``quantstudy`` (the chapters' runs)
-and ``cli`` (the ``cbir`` command).
+Modules, one job each, in layers (lowest first; a module imports only from its own layer and
+those below it that README's "Layout" names, checked by tests/test_architecture.py):
+
+- base: ``paths``, ``provenance``, ``results`` (tidy CSVs with provenance), ``runtime``,
+  ``paper`` (the paper's numbers), ``profiles`` (ci / cpu / paper), ``stats``;
+- core: ``keys``, ``keyexpansion`` and ``cipher`` (MTCE), ``imagemetrics`` and ``keyspace``
+  (judging the cipher), ``attacks``;
+- data: ``assets`` (offline sources), ``volumes``, ``radiographs``, ``splits``, ``defaultdata``,
+  ``data`` (datasets);
+- models: ``models`` (VGG-16 / ViT with offline weights), ``features`` (the feature model Psi),
+  ``train`` and ``evaluate`` (classification), ``quantize`` (int8), ``keyaware``;
+- protocol: ``retrieval`` (owner, server, user, indexes, metrics), ``imagefiles`` (encrypted PNGs);
+- reporting: ``scorecard``, ``sweeptables``, ``plots``, ``book``;
+- studies (the chapters' runs): ``cipherstudy``, ``classificationstudy``, ``retrievalstudy``,
+  ``quantstudy``, ``securitystudy``, ``keyawarestudy``, ``attacksweep``, ``parameters``;
+- entry: ``cli`` (the ``cbir`` command), ``workflow`` (Snakemake jobs), ``device`` (a lent GPU).
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,97 @@
+"""The package's plan, checked: every module of ``cbirlib`` sits in one layer, imports only from
+the layers it may (README, "Layout"), and uses no other module's private names. Static (reads
+the source with ``ast``, function-level imports included); nothing is imported."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cbirlib"
+
+#: layer -> its modules. A new module must be placed here (the first test says so).
+LAYERS = {
+    "base": {"paths", "provenance", "results", "runtime", "paper", "profiles", "stats"},
+    "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "cipher", "imagemetrics", "keyspace", "attacks"},
+    "data": {"assets", "volumes", "radiographs", "splits", "defaultdata", "data"},
+    "models": {"models", "features", "train", "evaluate", "quantize", "keyaware"},
+    "protocol": {"retrieval", "imagefiles"},
+    "reporting": {"scorecard", "plots", "sweeptables", "book"},
+    "studies": {"cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",
+                "securitystudy", "attacksweep", "parameters"},
+    "entry": {"cli", "workflow", "device"},
+}
+#: layer -> the layers it may import from (besides itself)
+MAY_IMPORT = {
+    "base": set(),
+    "core": {"base"},
+    "data": {"base"},
+    "models": {"base", "core", "data"},
+    "protocol": {"base", "core", "models"},
+    "reporting": {"base", "data"},
+    "studies": {"base", "core", "data", "models", "protocol", "reporting"},
+    "entry": set(LAYERS) - {"entry"},
+}
+LAYER_OF = {m: layer for layer, mods in LAYERS.items() for m in mods}
+
+
+def _modules() -> list[str]:
+    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def _tree(module: str) -> ast.Module:
+    return ast.parse((PACKAGE / f"{module}.py").read_text())
+
+
+def imports_of(tree: ast.Module) -> set[str]:
+    """cbirlib modules a module imports (relative or absolute, at any depth of the code)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 or (node.module or "").startswith("cbirlib"):
+                parts = (node.module or "").split(".")
+                parts = parts[1:] if parts[0] == "cbirlib" else parts
+                found.update([parts[0]] if parts and parts[0] else [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("cbirlib."))
+    return found & set(LAYER_OF)
+
+
+def test_every_module_has_a_layer():
+    assert set(_modules()) == set(LAYER_OF), (
+        f"place new modules in LAYERS: {sorted(set(_modules()) - set(LAYER_OF))}; "
+        f"gone: {sorted(set(LAYER_OF) - set(_modules()))}")
+
+
+@pytest.mark.parametrize("module", _modules())
+def test_imports_follow_the_layers(module):
+    layer = LAYER_OF[module]
+    allowed = MAY_IMPORT[layer] | {layer}
+    wrong = {m: LAYER_OF[m] for m in imports_of(_tree(module)) if LAYER_OF[m] not in allowed}
+    assert not wrong, f"{module} ({layer}) may not import {wrong}"
+
+
+def test_core_and_scorecard_never_import_a_study():
+    for module in LAYERS["core"] | {"scorecard"}:
+        assert not imports_of(_tree(module)) & LAYERS["studies"], module
+
+
+def test_no_private_name_is_used_across_modules():
+    mods = set(_modules())
+    uses = []
+    for module in mods:
+        for node in ast.walk(_tree(module)):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in mods
+                    and node.value.id != module and node.attr.startswith("_") and not node.attr.startswith("__")):
+                uses.append(f"{module}: {node.value.id}.{node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in mods:
+                uses += [f"{module}: from .{node.module} import {a.name}" for a in node.names
+                         if a.name.startswith("_") and not a.name.startswith("__")]
+    assert uses == [], uses
+
+
+def test_the_checker_sees_a_forbidden_import():
+    """The rule test can fail: an upward import in a core module is caught."""
+    tree = ast.parse("def f():\n    from . import securitystudy\n    from cbirlib.train import Domain\n")
+    assert imports_of(tree) == {"securitystudy", "train"}
+    assert {LAYER_OF[m] for m in imports_of(tree)} - MAY_IMPORT["core"] - {"core"} == {"studies", "models"}
