@@ -14,7 +14,7 @@ CBIR   := $(VENV)/bin/cbir
 PIP    := $(PY) -m pip --disable-pip-version-check
 QUIET_PIP := 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 
-LIB        := $(wildcard cbirlib/*.py)
+LIB        := $(wildcard cbirlib/*.py cbirlib/studies/*.py)
 NOTEBOOKS  := $(sort $(wildcard notebooks/*.ipynb))
 BOOK_SRC   := $(wildcard book/*.md book/*.yml book/_css/*.css) CITATION.cff
 BOOK_INDEX := book/_build/html/index.html

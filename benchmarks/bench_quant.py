@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from cbirlib import quantstudy as qs, retrievalstudy
+from cbirlib.studies import quantstudy as qs, retrievalstudy
 
 
 def main() -> None:

@@ -14,8 +14,9 @@ those below it that README's "Layout" names, checked by tests/test_architecture.
   ``train`` and ``evaluate`` (classification), ``quantize`` (int8), ``keyaware``;
 - protocol: ``retrieval`` (owner, server, user, indexes, metrics), ``imagefiles`` (encrypted PNGs);
 - reporting: ``scorecard``, ``sweeptables``, ``plots``, ``book``;
-- studies (the chapters' runs): ``cipherstudy``, ``classificationstudy``, ``retrievalstudy``,
-  ``quantstudy``, ``securitystudy``, ``keyawarestudy``, ``attacksweep``, ``parameters``;
+- studies, the sub-package :mod:`cbirlib.studies` (the chapters' runs): ``cipherstudy``,
+  ``classificationstudy``, ``retrievalstudy``, ``quantstudy``, ``securitystudy``,
+  ``keyawarestudy``, ``attacksweep``, ``parameters``;
 - entry: ``cli`` (the ``cbir`` command), ``workflow`` (Snakemake jobs), ``device`` (a lent GPU).
 """
 

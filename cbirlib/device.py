@@ -12,7 +12,7 @@ a model's file back into the float32 cache the models load, and records how far 
 Run (one model per call, see ``workflow/device/paper-run.sh``)::
 
     python3 -m cbirlib.device unpack vgg16
-    python3 -m cbirlib.classificationstudy paper --models vgg16 --results-dir $OUT/results
+    python3 -m cbirlib.studies.classificationstudy paper --models vgg16 --results-dir $OUT/results
 """
 
 from __future__ import annotations

@@ -156,7 +156,8 @@ def warm_features(profile: str, data: str, model: str, domains: list[str], seed:
     on the other images of a batch). Returns the image count per domain."""
     import numpy as np
 
-    from . import classificationstudy, data as cbir_data, features, models, train
+    from . import data as cbir_data, features, models, train
+    from .studies import classificationstudy
 
     cfg = classificationstudy.config_for(profile, model, data=data, seed=seed)
     dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
@@ -173,7 +174,7 @@ def warm_features(profile: str, data: str, model: str, domains: list[str], seed:
 def warm_key_aware(profile: str, data: str) -> int:
     """Run the key-aware study at ``profile`` as its chapter will (its default parameters), so that
     every feature it needs is in the cache when the chapter runs. Returns the rows of its table."""
-    from . import keyawarestudy
+    from .studies import keyawarestudy
 
     return len(keyawarestudy.run(keyawarestudy.config_for(profile, data=data)).table)
 
@@ -303,7 +304,7 @@ def run_notebook_variant(nb: str, params: dict, profile: str, data: str = "defau
                          name: str | None = None) -> Path:
     """``make run``: check ``params`` (before any work), execute chapter ``nb`` with them into a
     variant book, rerun what reads its tables, build that book. Returns its index.html."""
-    from . import parameters as cbparams
+    from .studies import parameters as cbparams
 
     values = cbparams.coerce(nb, dict(params) | {"profile": profile} | ({"data": data} if data != "default" else {}))
     cbparams.check_available(nb, values)
@@ -353,7 +354,7 @@ class Sweep:
 
 #: the point runners a sweep file's ``kind`` names: modules with ``check_point``, ``point_id``,
 #: ``run_point``, ``aggregate`` and, where points have folds (``FOLDS``), ``folds_of``
-KINDS = {"classification": "cbirlib.classificationstudy", "attacks": "cbirlib.attacksweep"}
+KINDS = {"classification": "cbirlib.studies.classificationstudy", "attacks": "cbirlib.studies.attacksweep"}
 
 
 def kind_module(kind: str):
@@ -858,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in aggregate_sweep(args.sweep):
             print(path.relative_to(root()))
     elif args.action in ("notebook", "book"):
-        from .parameters import ParameterError
+        from .studies.parameters import ParameterError
 
         try:
             if args.action == "notebook":

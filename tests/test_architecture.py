@@ -35,25 +35,35 @@ MAY_IMPORT = {
 LAYER_OF = {m: layer for layer, mods in LAYERS.items() for m in mods}
 
 
+#: the layers that have their own sub-package; the others are modules of ``cbirlib`` itself
+FOLDERS = {"studies": "studies"}
+
+
+def _files() -> dict[str, Path]:
+    """module name (unique across the package) -> its file"""
+    files = {p.stem: p for p in PACKAGE.rglob("*.py") if p.stem != "__init__" and "__pycache__" not in p.parts}
+    assert len(files) == len([p for p in PACKAGE.rglob("*.py") if p.stem != "__init__"]), "module names must be unique"
+    return files
+
+
 def _modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    return sorted(_files())
 
 
 def _tree(module: str) -> ast.Module:
-    return ast.parse((PACKAGE / f"{module}.py").read_text())
+    return ast.parse(_files()[module].read_text())
 
 
 def imports_of(tree: ast.Module) -> set[str]:
-    """cbirlib modules a module imports (relative or absolute, at any depth of the code)."""
+    """cbirlib modules a module imports (relative or absolute, at any depth of the code): every
+    part of ``from <a.b> import <c, d>`` that names a module."""
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1 or (node.module or "").startswith("cbirlib"):
-                parts = (node.module or "").split(".")
-                parts = parts[1:] if parts[0] == "cbirlib" else parts
-                found.update([parts[0]] if parts and parts[0] else [a.name for a in node.names])
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("cbirlib")):
+            found.update((node.module or "").split("."))
+            found.update(a.name for a in node.names)
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("cbirlib."))
+            found.update(part for a in node.names if a.name.startswith("cbirlib.") for part in a.name.split("."))
     return found & set(LAYER_OF)
 
 
@@ -61,6 +71,13 @@ def test_every_module_has_a_layer():
     assert set(_modules()) == set(LAYER_OF), (
         f"place new modules in LAYERS: {sorted(set(_modules()) - set(LAYER_OF))}; "
         f"gone: {sorted(set(LAYER_OF) - set(_modules()))}")
+
+
+def test_layers_with_a_folder_are_that_folder():
+    for layer, folder in FOLDERS.items():
+        assert {p.stem for p in (PACKAGE / folder).glob("*.py") if p.stem != "__init__"} == LAYERS[layer]
+    for layer in set(LAYERS) - set(FOLDERS):
+        assert all(_files()[m].parent == PACKAGE for m in LAYERS[layer]), layer
 
 
 @pytest.mark.parametrize("module", _modules())
@@ -84,7 +101,7 @@ def test_no_private_name_is_used_across_modules():
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in mods
                     and node.value.id != module and node.attr.startswith("_") and not node.attr.startswith("__")):
                 uses.append(f"{module}: {node.value.id}.{node.attr}")
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in mods:
+            if isinstance(node, ast.ImportFrom) and node.level and (node.module or "").split(".")[-1] in mods:
                 uses += [f"{module}: from .{node.module} import {a.name}" for a in node.names
                          if a.name.startswith("_") and not a.name.startswith("__")]
     assert uses == [], uses
@@ -92,6 +109,6 @@ def test_no_private_name_is_used_across_modules():
 
 def test_the_checker_sees_a_forbidden_import():
     """The rule test can fail: an upward import in a core module is caught."""
-    tree = ast.parse("def f():\n    from . import securitystudy\n    from cbirlib.train import Domain\n")
+    tree = ast.parse("def f():\n    from .studies import securitystudy\n    from cbirlib.train import Domain\n")
     assert imports_of(tree) == {"securitystudy", "train"}
     assert {LAYER_OF[m] for m in imports_of(tree)} - MAY_IMPORT["core"] - {"core"} == {"studies", "models"}

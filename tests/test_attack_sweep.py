@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cbirlib import attacksweep, results, securitystudy as ss, stats, workflow as wf
+from cbirlib import results, stats, workflow as wf
+from cbirlib.studies import attacksweep, securitystudy as ss
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.ndimage import gaussian_filter
 
-from cbirlib import attacks, cipher, keys, securitystudy
+from cbirlib import attacks, cipher, keys
+from cbirlib.studies import securitystudy
 
 
 def smooth_image(size=96, seed=1) -> np.ndarray:
@@ -135,7 +136,7 @@ def test_circular_spread_ignores_the_substitution_byte(shift, seed):
 
 
 def test_the_probe_table_gives_each_accuracy_its_count_and_interval():
-    from cbirlib import securitystudy
+    from cbirlib.studies import securitystudy
 
     rng = np.random.default_rng(0)
     levels = (40, 128, 215)

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbirlib import cipherstudy, paper
+from cbirlib import paper
+from cbirlib.studies import cipherstudy
 
 
 def _images(n=3, size=32):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cbirlib import classificationstudy as cs
+from cbirlib.studies import classificationstudy as cs
 from cbirlib.train import ExperimentError
 
 

@@ -87,7 +87,8 @@ def test_errors_are_clear(vit28):
     (dict(epochs=0), "epochs must be a positive integer"),
 ])
 def test_study_config_rejects_bad_parameters(bad, message):
-    from cbirlib import keyawarestudy, train
+    from cbirlib import train
+    from cbirlib.studies import keyawarestudy
 
     with pytest.raises(train.ExperimentError, match=message):
         keyawarestudy.StudyConfig(**bad)
@@ -97,7 +98,7 @@ def test_study_config_rejects_bad_parameters(bad, message):
 def test_the_intensity_histogram_matches_numpy_image_by_image():
     import numpy as np
 
-    from cbirlib import keyawarestudy as ks
+    from cbirlib.studies import keyawarestudy as ks
 
     images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     images[0] = 255  # the top edge lands in the last bin

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from cbirlib import cipherstudy, imagemetrics as im, keyspace, keys
+from cbirlib import imagemetrics as im, keyspace, keys
+from cbirlib.studies import cipherstudy
 
 
 def test_entropy_known_values():

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbirlib import paper, quantstudy as qs
+from cbirlib import paper
+from cbirlib.studies import quantstudy as qs
 from cbirlib.train import ExperimentConfig, ExperimentError
 
 

@@ -208,7 +208,7 @@ def _security_results(root, excess, sweep):
     as the chapter's own tables (means only, an older format) and, if ``sweep``, as the sweep's."""
     import numpy as np
 
-    from cbirlib import securitystudy as ss
+    from cbirlib.studies import securitystudy as ss
 
     rng = np.random.default_rng(0)
     jig, kpa = [], []

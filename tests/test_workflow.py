@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cbirlib import classificationstudy as cs
+from cbirlib.studies import classificationstudy as cs
 from cbirlib import data, paths, profiles, workflow as wf
 from cbirlib.train import Domain
 

@@ -1,5 +1,5 @@
 """The security chapter's sweep points (``kind: attacks`` in ``workflow/sweeps/``): the jigsaw and
-known-plaintext attacks of :mod:`cbirlib.securitystudy` on more images than a chapter run can
+known-plaintext attacks of :mod:`cbirlib.studies.securitystudy` on more images than a chapter run can
 afford, one point per attack, block size, strength and seed. A point writes its tidy trials (one
 row per image or group of images and metric); :func:`aggregate` joins the trials of every point
 into the tables the chapter reads, each mean with ``n`` and its 95 % interval.
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data as cbir_data, provenance, results, securitystudy as ss
+from .. import data as cbir_data, provenance, results
+from . import securitystudy as ss
 
 #: the attacks a point can run and each one's parameters with their defaults
 OPTIONS = {

@@ -34,9 +34,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import (attacks, data as cbir_data, features, models, profiles, provenance, quantstudy, results, retrieval, splits,
-               stats, train)
-from .train import Domain, ExperimentConfig, ExperimentError
+from .. import (attacks, data as cbir_data, features, models, profiles, provenance, results, retrieval,
+                splits, stats, train)
+from . import quantstudy
+from ..train import Domain, ExperimentConfig, ExperimentError
 
 #: keys a sweep point may set besides those of :class:`~cbirlib.train.ExperimentConfig`
 POINT_OPTIONS = {"domain": "plain", "probe": True, "retrieval": False, "quantization": False}
@@ -366,7 +367,7 @@ def live_run(configs: list[ExperimentConfig], results_name: str, parameters: dic
     Table IV beside the setup and Tables VI-VII beside the paper; writes setup, table_vi_vii,
     confusion and history under ``<results_dir>/<results_name>/``. Returns the experiments and
     tables (keys: experiments, setup, table, paper, confusion, history)."""
-    from . import evaluate, paper
+    from .. import evaluate, paper
 
     setup = pd.concat([train.setup_table(c) for c in configs], ignore_index=True)
     results.write_table(setup, results_name, "setup", parameters, results_dir)
@@ -385,11 +386,11 @@ def live_run(configs: list[ExperimentConfig], results_name: str, parameters: dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cbirlib.classificationstudy paper``: the paper profile's live run (Table IV) for
+    """``python -m cbirlib.studies.classificationstudy paper``: the paper profile's live run (Table IV) for
     the given models, without papermill (for a GPU machine), into ``--results-dir``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m cbirlib.classificationstudy")
+    parser = argparse.ArgumentParser(prog="python -m cbirlib.studies.classificationstudy")
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("paper", help="Table IV: every weight trained, 224 px, 100 epochs, batch 32 (bf16 on CUDA)")
     p.add_argument("--models", nargs="+", default=["vgg16", "vit"])

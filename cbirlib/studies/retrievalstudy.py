@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cipher, data as cbir_data, keys, models, paths, retrieval, train
-from .train import Domain, ExperimentConfig
+from .. import cipher, data as cbir_data, keys, models, paths, retrieval, train
+from ..train import Domain, ExperimentConfig
 
 
 @dataclass
@@ -136,7 +136,7 @@ def domain_scores(cfg: ExperimentConfig, domain, ks=(1, 5, 10, 100), progress: b
 def config_for(profile: str, model: str, **overrides) -> ExperimentConfig:
     """The classification profile's training settings (image size, trainable part, epochs, images
     per class) for the retrieval chapter, with explicit overrides."""
-    from . import profiles
+    from .. import profiles
 
     p = profiles.PROFILES["02_classification"][profile] if profile in profiles.PROFILE_NAMES else None
     if p is None:

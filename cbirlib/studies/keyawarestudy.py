@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models, paths, profiles, retrieval, stats, train
+from .. import (attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models,
+                paths, profiles, retrieval, stats, train)
 
 
 @dataclass(frozen=True)

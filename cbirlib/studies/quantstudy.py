@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data as cbir_data, evaluate, features, models, paper, paths, quantize as qz, runtime, train
-from .train import Domain, ExperimentConfig
+from .. import data as cbir_data, evaluate, features, models, paper, paths, quantize as qz, runtime, train
+from ..train import Domain, ExperimentConfig
 
 PAPER_CALIBRATORS = {"max": "max", "kl": "KL", "percentile": "99%"}
 
@@ -347,7 +347,7 @@ def paper_variants_noise(n: int = 300) -> pd.DataFrame:
     """Can Table VIII's last-layer accuracies (0.94 max, 0.93 KL, 0.946 99%) differ from each other
     on its n = 300 test images at all? Wilson intervals of each, and for each pair the smallest exact
     McNemar p-value any per-image predictions with those accuracies could give."""
-    from . import stats
+    from .. import stats
 
     t = paper.table_viii()
     acc = t[(t.metric == "accuracy_overall") & (t.variant.str.startswith("last layer"))].groupby("variant").value.first()

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import cipher, imagemetrics as im, keys as cbkeys
+from .. import cipher, imagemetrics as im, keys as cbkeys
 
 
 def _seeded_bytes(seed: int, label: str, n: int) -> bytes:

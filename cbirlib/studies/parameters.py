@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import paths, profiles
+from .. import paths, profiles
 
 
 class ParameterError(ValueError):
@@ -119,7 +119,7 @@ def check_available(notebook: str, values: dict) -> None:
     (never downloaded) must already be in the torch cache."""
     if values.get("weights") != "torchvision":
         return
-    from . import models
+    from .. import models
 
     wanted = values.get("models_to_run") or [values.get("model", "vit")]
     missing = [str(models.torchvision_checkpoint(m)) for m in wanted if m in models.MODEL_NAMES

@@ -9,8 +9,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import attacks, cipher, data as cbdata, keys as cbkeys, results as cbresults, stats
-from .train import KEY_MODES
+from .. import attacks, cipher, data as cbdata, keys as cbkeys, results as cbresults, stats
+from ..train import KEY_MODES
 
 
 def _keys(master: cbkeys.Key, ids: Sequence[str], key_mode: str) -> list[cbkeys.Key]:
