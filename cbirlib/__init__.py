@@ -10,8 +10,9 @@ those below it that README's "Layout" names, checked by tests/test_architecture.
   (judging the cipher), ``attacks``;
 - data: ``assets`` (offline sources), ``volumes``, ``radiographs``, ``splits``, ``defaultdata``,
   ``data`` (datasets);
-- models: ``models`` (VGG-16 / ViT with offline weights), ``features`` (the feature model Psi),
-  ``train`` and ``evaluate`` (classification), ``quantize`` (int8), ``keyaware``;
+- models: ``weightsources`` (offline pretrained weights), ``models`` (VGG-16 / ViT),
+  ``features`` (the feature model Psi), ``train`` and ``evaluate`` (classification),
+  ``quantize`` (int8), ``keyaware``;
 - protocol: ``retrieval`` (owner, server, user, indexes, metrics), ``imagefiles`` (encrypted PNGs);
 - reporting: ``scorecard``, ``sweeptables``, ``plots``, ``book``;
 - studies, the sub-package :mod:`cbirlib.studies` (the chapters' runs): ``cipherstudy``,

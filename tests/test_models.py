@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cbirlib import models
+from cbirlib import models, weightsources
 from cbirlib.models import WeightsUnavailable
 
 
@@ -96,7 +96,7 @@ def test_preprocessing_values_and_errors():
 def test_resample_pos_embed_identity_at_native_size():
     grid = torch.randn(1, 4, 37, 37)
     cls = torch.randn(1, 1, 4)
-    pe = models.resample_pos_embed(grid, cls, 37)
+    pe = weightsources.resample_pos_embed(grid, cls, 37)
     assert pe.shape == (1, 1 + 37 * 37, 4)
     assert torch.allclose(pe[0, 1:].T.reshape(4, 37, 37), grid[0], atol=1e-5)
 

@@ -119,11 +119,11 @@ def check_available(notebook: str, values: dict) -> None:
     (never downloaded) must already be in the torch cache."""
     if values.get("weights") != "torchvision":
         return
-    from .. import models
+    from .. import models, weightsources
 
     wanted = values.get("models_to_run") or [values.get("model", "vit")]
-    missing = [str(models.torchvision_checkpoint(m)) for m in wanted if m in models.MODEL_NAMES
-               and not models.torchvision_checkpoint(m).exists()]
+    missing = [str(weightsources.torchvision_checkpoint(m)) for m in wanted if m in models.MODEL_NAMES
+               and not weightsources.torchvision_checkpoint(m).exists()]
     if missing:
         raise ParameterError(f"weights='torchvision' needs torchvision's checkpoints in the torch cache, and "
                              f"{len(missing)} are not there ({', '.join(Path(m).name for m in missing)}); this "
