@@ -12,8 +12,8 @@ those below it that README's "Layout" names, checked by tests/test_architecture.
   ``data`` (datasets);
 - models: ``weightsources`` (offline pretrained weights), ``models`` (VGG-16 / ViT),
   ``features`` (the feature model Psi), ``train`` and ``evaluate`` (classification),
-  ``quantize`` (int8), ``keyaware``;
-- protocol: ``retrieval`` (owner, server, user, indexes, metrics), ``imagefiles`` (encrypted PNGs);
+  ``indexes`` and ``retrievalmetrics`` (search and its metrics), ``quantize`` (int8), ``keyaware``;
+- protocol: ``retrieval`` (owner, server, user, store), ``imagefiles`` (encrypted PNGs);
 - reporting: ``scorecard``, ``sweeptables``, ``plots``, ``book``;
 - studies, the sub-package :mod:`cbirlib.studies` (the chapters' runs): ``cipherstudy``,
   ``classificationstudy``, ``retrievalstudy``, ``quantstudy``, ``securitystudy``,

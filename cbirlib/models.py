@@ -21,7 +21,6 @@ import hashlib
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -14,7 +14,7 @@ LAYERS = {
     "base": {"paths", "provenance", "results", "runtime", "paper", "profiles", "stats"},
     "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "cipher", "imagemetrics", "keyspace", "attacks"},
     "data": {"assets", "volumes", "radiographs", "splits", "defaultdata", "data"},
-    "models": {"weightsources", "models", "features", "train", "evaluate", "quantize", "keyaware"},
+    "models": {"weightsources", "models", "features", "train", "evaluate", "indexes", "retrievalmetrics", "quantize", "keyaware"},
     "protocol": {"retrieval", "imagefiles"},
     "reporting": {"scorecard", "plots", "sweeptables", "book"},
     "studies": {"cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",

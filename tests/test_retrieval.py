@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbirlib import features, keys, models, retrieval
+from cbirlib import features, indexes, keys, models, retrievalmetrics
 from cbirlib.keys import CipherParams
 from cbirlib.retrieval import Ciphertexts, CloudServer, DataOwner, QueryUser, RetrievalError
 
@@ -102,8 +102,8 @@ def test_faiss_exact_matches_exact_search():
     x = rng.normal(size=(500, 16)).astype(np.float32)
     q = rng.normal(size=(20, 16)).astype(np.float32)
     for metric in ("euclidean", "cosine"):
-        i1, d1 = retrieval.ExactIndex(x, metric).search(q, 10)
-        i2, d2 = retrieval.FaissIndex(x, metric, exact=True).search(q, 10)
+        i1, d1 = indexes.ExactIndex(x, metric).search(q, 10)
+        i2, d2 = indexes.FaissIndex(x, metric, exact=True).search(q, 10)
         assert np.array_equal(i1, i2)
         np.testing.assert_allclose(d1, d2, rtol=1e-4, atol=1e-4)
 
@@ -112,11 +112,11 @@ def test_metrics_known_values():
     # database: labels 0,0,1,1 on a line; query 0 at the first item's place
     db = np.array([[0.0], [1.0], [2.0], [3.0]])
     q = np.array([[0.0]])
-    s = retrieval.retrieval_metrics(q, np.array([0]), db, np.array([0, 0, 1, 1]), ks=(1, 2, 4))
+    s = retrievalmetrics.retrieval_metrics(q, np.array([0]), db, np.array([0, 0, 1, 1]), ks=(1, 2, 4))
     t = s.table.set_index(["metric", "k"]).value
     assert t["precision@k", 1] == 1.0 and t["recall@k", 2] == 1.0 and t["mAP@k", 4] == 1.0
     # a bad ranking: relevant items last
-    s = retrieval.retrieval_metrics(q, np.array([1]), db, np.array([0, 0, 1, 1]), ks=(2, 4, 10))
+    s = retrievalmetrics.retrieval_metrics(q, np.array([1]), db, np.array([0, 0, 1, 1]), ks=(2, 4, 10))
     t = s.table.set_index(["metric", "k"]).value
     assert t["precision@k", 2] == 0.0 and t["mAP@k", 2] == 0.0
     assert t["mAP@k", 4] == pytest.approx((1 / 3 + 2 / 4) / 2)
@@ -128,14 +128,14 @@ def test_query_excluded_from_its_own_ranking():
     feats = rng.normal(size=(30, 4))
     labels = rng.integers(0, 3, 30)
     ids = [str(i) for i in range(30)]
-    s = retrieval.retrieval_metrics(feats, labels, feats, labels, ks=(1,), query_ids=ids, db_ids=ids)
+    s = retrievalmetrics.retrieval_metrics(feats, labels, feats, labels, ks=(1,), query_ids=ids, db_ids=ids)
     assert s.extra["database"] == 30
     p1 = s.table.query("metric == 'precision@k'").value.iloc[0]
-    naive = retrieval.retrieval_metrics(feats, labels, feats, labels, ks=(1,))
+    naive = retrievalmetrics.retrieval_metrics(feats, labels, feats, labels, ks=(1,))
     assert naive.table.query("metric == 'precision@k'").value.iloc[0] == 1.0  # itself first
     assert p1 < 1.0
     with pytest.raises(RetrievalError, match="all in the database or all outside"):
-        retrieval.retrieval_metrics(feats[:2], labels[:2], feats, labels, query_ids=["0", "x"], db_ids=ids)
+        retrievalmetrics.retrieval_metrics(feats[:2], labels[:2], feats, labels, query_ids=["0", "x"], db_ids=ids)
 
 
 def test_feature_model_save_load(psi, tmp_path):
@@ -184,16 +184,14 @@ def test_a_scratch_folder_is_removed_with_its_owner():
 
 
 def test_source_breakdown_agrees_with_retrieval_metrics_and_removes_only_the_own_source():
-    from cbirlib import retrieval
-
     rng = np.random.default_rng(0)
     q, db = rng.normal(size=(12, 5)), rng.normal(size=(40, 5))
     ql, dbl = rng.integers(0, 3, 12), rng.integers(0, 3, 40)
-    full = retrieval.retrieval_metrics(q, ql, db, dbl, ks=(10,)).table
-    elsewhere = retrieval.source_breakdown(q, ql, [f"q{i}" for i in range(12)], db, dbl, [f"d{i}" for i in range(40)])
+    full = retrievalmetrics.retrieval_metrics(q, ql, db, dbl, ks=(10,)).table
+    elsewhere = retrievalmetrics.source_breakdown(q, ql, [f"q{i}" for i in range(12)], db, dbl, [f"d{i}" for i in range(40)])
     assert elsewhere["mAP"] == pytest.approx(float(full.loc[full.metric == "mAP", "value"].iloc[0]))
     assert elsewhere["share_top_k_same_source"] == 0.0
     assert elsewhere["mAP_other_sources"] == pytest.approx(elsewhere["mAP"])
     # every database image from the query's own source and of its class: nothing relevant is left elsewhere
-    one = retrieval.source_breakdown(q[:1], np.array([0]), ["s"], db, np.zeros(40, int), ["s"] * 40)
+    one = retrievalmetrics.source_breakdown(q[:1], np.array([0]), ["s"], db, np.zeros(40, int), ["s"] * 40)
     assert one["share_top_k_same_source"] == 1.0 and one["mAP_other_sources"] == 0.0

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import (attacks, data as cbir_data, features, models, profiles, provenance, results, retrieval,
+from .. import (attacks, data as cbir_data, features, models, profiles, provenance, results, retrievalmetrics,
                 splits, stats, train)
 from . import quantstudy
 from ..train import Domain, ExperimentConfig, ExperimentError
@@ -127,8 +127,8 @@ def _retrieval_rows(z: dict[str, torch.Tensor], sp: dict[str, train.SplitData], 
     features ``z`` (Psi's output per split)."""
     db = np.concatenate([z["train"].numpy(), z["val"].numpy()])
     db_labels = np.concatenate([sp["train"].labels, sp["val"].labels])
-    rel = retrieval.relevance(z["test"].numpy(), sp["test"].labels, db, db_labels)
-    scores = retrieval.per_query(rel, k)
+    rel = retrievalmetrics.relevance(z["test"].numpy(), sp["test"].labels, db, db_labels)
+    scores = retrievalmetrics.per_query(rel, k)
     return scores.assign(id=sp["test"].ids, label=sp["test"].labels, database=len(db))
 
 

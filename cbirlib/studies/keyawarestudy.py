@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .. import (attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models,
-                paths, profiles, retrieval, stats, train)
+                paths, profiles, retrieval, retrievalmetrics, stats, train)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _map(feats: dict, labels: dict, mean, std) -> dict:
     z = {s: ((f - mean) / std).numpy() for s, f in feats.items()}
     db = np.concatenate([z["train"], z["val"]])
     db_y = np.concatenate([labels["train"], labels["val"]])
-    scores = retrieval.retrieval_metrics(z["test"], labels["test"], db, db_y, ks=(10,))
+    scores = retrievalmetrics.retrieval_metrics(z["test"], labels["test"], db, db_y, ks=(10,))
     t = scores.table
     return {"mAP": float(t.loc[t.metric == "mAP", "value"].iloc[0]),
             "precision@10": float(t.loc[(t.metric == "precision@k") & (t.k == 10), "value"].iloc[0])}
@@ -222,7 +222,7 @@ HISTOGRAM_VARIANT = "plaintext, 32-bin intensity histogram (no network)"
 
 def retrieval_by_source(study: Study, dataset) -> pd.DataFrame | None:
     """Each variant's retrieval split by where the neighbours come from (see
-    :func:`cbirlib.retrieval.source_breakdown`; source = the scan an image was sliced from), beside
+    :func:`cbirlib.retrievalmetrics.source_breakdown`; source = the scan an image was sliced from), beside
     a network-free baseline: the plaintext's intensity histogram. None when the data has no
     ``volume`` column (every image its own source). Tidy rows: variant, metric, value, source."""
     if "volume" not in dataset.table:
@@ -240,7 +240,7 @@ def retrieval_by_source(study: Study, dataset) -> pd.DataFrame | None:
     rows = []
     for variant, (feats, mean, std) in inputs.items():
         z = {s: ((f - mean) / std).numpy() for s, f in feats.items()}
-        r = retrieval.source_breakdown(z["test"], labels["test"], src["test"], np.concatenate([z["train"], z["val"]]),
+        r = retrievalmetrics.source_breakdown(z["test"], labels["test"], src["test"], np.concatenate([z["train"], z["val"]]),
                                        db_y, db_src, k=10)
         rows += [dict(variant=variant, metric=m, value=float(v), source="ours") for m, v in r.items() if m != "k"]
     return pd.DataFrame(rows)
@@ -342,7 +342,7 @@ def run_protocol(study: Study, k: int = 5, n_queries: int = 4, store: str | Path
                                np.stack([_plain_of(ex, i) for i in r.ids])) for r in results)
     qf = server.model(q.images).numpy()
     db_labels = np.concatenate([ex["labels"]["train"], ex["labels"]["val"]])
-    scores = retrieval.retrieval_metrics(qf, ex["labels"]["test"], server.features, db_labels, ks=(1, 5, 10))
+    scores = retrievalmetrics.retrieval_metrics(qf, ex["labels"]["test"], server.features, db_labels, ks=(1, 5, 10))
     table = scores.table.assign(domain="key-aligned shared key, transformed Psi", source="ours")
     return KeyAwareProtocol(server, list(shown.ids), results, exact, table, scratch)
 

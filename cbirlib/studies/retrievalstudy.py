@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import cipher, data as cbir_data, keys, models, paths, retrieval, train
+from .. import cipher, data as cbir_data, keys, models, paths, retrieval, retrievalmetrics, train
 from ..train import Domain, ExperimentConfig
 
 
@@ -125,7 +125,7 @@ def domain_scores(cfg: ExperimentConfig, domain, ks=(1, 5, 10, 100), progress: b
     db_feats = psi(db).numpy()
     tables, curves = [], []
     for query_set, images in {"encrypted queries" if domain.block_size else "plaintext queries": q, **checks}.items():
-        s = retrieval.retrieval_metrics(psi(images).numpy(), q_labels, db_feats, db_labels, ks)
+        s = retrievalmetrics.retrieval_metrics(psi(images).numpy(), q_labels, db_feats, db_labels, ks)
         tables.append(s.table.assign(domain=domain.name, queries=query_set))
         curves.append(s.pr_curve.assign(domain=domain.name, queries=query_set))
     meta = dict(model=cfg.model, source="ours")
