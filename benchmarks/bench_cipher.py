@@ -35,7 +35,7 @@ import numpy as np
 from cryptography.hazmat.backends import default_backend
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from cbirlib import cipher, keys
+from cbirlib import cipher, keys, schedule
 
 SHAPE = (224, 224, 3)
 
@@ -103,7 +103,7 @@ def expansion_seconds(image_keys: list, chunk: int, repeats: int) -> dict[str, f
     """Seconds to expand every key, ``chunk`` keys at a time: into buffers reused from chunk to
     chunk (as encryption and decryption do) and into fresh arrays for every call (each new
     page is then faulted in on first touch, which costs this machine kind ~2 us per 4 KiB)."""
-    ws = cipher._Workspace()
+    ws = schedule.Workspace()
     starts = range(0, len(image_keys), chunk)
     return {"into reused buffers": best_of(lambda: [cipher.expand(image_keys[s:s + chunk], SHAPE, ws)
                                                     for s in starts], repeats),

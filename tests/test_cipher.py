@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cbirlib import cipher, keys
+from cbirlib import cipher, keys, schedule
 from cbirlib.cipher import CipherInputError
 from cbirlib.keys import CipherParams, KeyUsageError
 
@@ -83,8 +83,8 @@ def test_a_shared_key_given_per_image_is_expanded_once(monkeypatch):
     imgs = np.random.default_rng(3).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
     shared = keys.Key(key_for(8).secret, CipherParams(8, 255, True), "shared")
     calls = []
-    real = cipher._expand_v2  # key expansion 2: called by expand, and by encryption with per-image keys
-    monkeypatch.setattr(cipher, "_expand_v2", lambda ks, *a, **kw: calls.append(len(ks)) or real(ks, *a, **kw))
+    real = schedule._expand_v2  # key expansion 2: called by expand, and by encryption with per-image keys
+    monkeypatch.setattr(schedule, "_expand_v2", lambda ks, *a, **kw: calls.append(len(ks)) or real(ks, *a, **kw))
     enc = cipher.encrypt(imgs, [shared] * 9, chunk=2, workers=1)
     assert calls == [1]  # once for the call, not once per chunk
     assert np.array_equal(enc, cipher.encrypt(imgs, shared))
