@@ -26,7 +26,7 @@ there is no modulo bias. Since the pool's place in the stream is fixed and CTR m
 stream without changing its start, the result does not depend on the pool's size: a pool that
 runs out (it is sized for ten times the expected rejections) is simply made larger.
 
-Speed. Version 1 (:func:`cbirlib.cipher.expand` with ``expansion=1``) sorted one random 64-bit
+Speed. Version 1 (:func:`cbirlib.schedule.expand` with ``expansion=1``) sorted one random 64-bit
 key per value: 8 keystream bytes and an ``O(n log n)`` sort per value. Here a value costs two
 keystream bytes, one multiplication and one swap in a compiled loop (numba, ``nogil`` so that
 threads expand images in parallel): each block is copied into a small buffer, shuffled there and
