@@ -7,7 +7,7 @@ those below it that README's "Layout" names, checked by tests/test_architecture.
 - base: ``paths``, ``provenance``, ``results`` (tidy CSVs with provenance), ``runtime``,
   ``paper`` (the paper's numbers), ``profiles`` (ci / cpu / paper), ``stats``;
 - core: ``keys``, ``keyexpansion``, ``schedule`` and ``cipher`` (MTCE), ``imagemetrics`` and
-  ``keyspace`` (judging the cipher), ``attacks``;
+  ``keyspace`` (judging the cipher), ``attacks`` and ``knownplaintext``;
 - data: ``assets`` (offline sources), ``volumes``, ``radiographs``, ``splits``, ``defaultdata``,
   ``data`` (datasets);
 - models: ``weightsources`` (offline pretrained weights), ``models`` (VGG-16 / ViT),

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cbirlib"
 #: layer -> its modules. A new module must be placed here (the first test says so).
 LAYERS = {
     "base": {"paths", "provenance", "results", "runtime", "paper", "profiles", "stats"},
-    "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "schedule", "cipher", "imagemetrics", "keyspace", "attacks"},
+    "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "schedule", "cipher", "imagemetrics", "keyspace", "attacks", "knownplaintext"},
     "data": {"assets", "volumes", "radiographs", "splits", "defaultdata", "data"},
     "models": {"weightsources", "models", "features", "train", "evaluate", "indexes", "retrievalmetrics", "quantize", "keyaware"},
     "protocol": {"retrieval", "imagefiles"},

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.ndimage import gaussian_filter
 
-from cbirlib import attacks, cipher, keys
+from cbirlib import attacks, cipher, keys, knownplaintext
 from cbirlib.studies import securitystudy
 
 
@@ -67,7 +67,7 @@ def test_known_plaintext_recovers_a_shared_key_exactly():
     shared = keys.Key(bytes(range(32)), params, "shared")
     plain, enc = _pairs(4, shared)
     t0 = time.perf_counter()
-    rec = attacks.known_plaintext_attack(plain, enc, 4)
+    rec = knownplaintext.known_plaintext_attack(plain, enc, 4)
     assert time.perf_counter() - t0 < 20
     sched = cipher.expand([shared], plain.shape[1:])
     assert np.array_equal(rec.index, sched.index[0])
@@ -80,7 +80,7 @@ def test_known_plaintext_learns_nothing_from_per_image_keys():
     master = keys.from_seed(2, keys.CipherParams(block_size=4))
     plain = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     enc = cipher.encrypt_with_ids(plain, [f"i{k}" for k in range(6)], master)
-    rec = attacks.known_plaintext_attack(plain[:5], enc[:5], 4)
+    rec = knownplaintext.known_plaintext_attack(plain[:5], enc[:5], 4)
     recovered = rec.decrypt(enc[5:])
     assert (recovered == plain[5:]).mean() < 0.02              # chance is 1/256
 
@@ -89,7 +89,7 @@ def test_one_pair_is_not_enough():
     shared = keys.Key(bytes(32), keys.CipherParams(block_size=4), "shared")
     plain, enc = _pairs(1, shared)
     unseen, unseen_enc = _pairs(2, shared, seed=5)
-    rec = attacks.known_plaintext_attack(plain, enc, 4)
+    rec = knownplaintext.known_plaintext_attack(plain, enc, 4)
     assert (rec.decrypt(unseen_enc) == unseen).mean() < 0.5
 
 
@@ -121,7 +121,7 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="dissimilarities must be"):
         attacks.solve_jigsaw(np.zeros((4, 4)), np.zeros((4, 4)), (3, 3))
     with pytest.raises(ValueError, match="pairs of one shape"):
-        attacks.known_plaintext_attack(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((1, 8, 8, 3), np.uint8), 4)
+        knownplaintext.known_plaintext_attack(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((1, 8, 8, 3), np.uint8), 4)
     with pytest.raises(ValueError, match="key_mode"):
         securitystudy._keys(keys.from_seed(0), ["a"], "per-class")
 

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import attacks, cipher, data as cbdata, keys as cbkeys, results as cbresults, stats
+from .. import attacks, cipher, data as cbdata, keys as cbkeys, knownplaintext, results as cbresults, stats
 from ..train import KEY_MODES
 
 
@@ -247,7 +247,7 @@ def kpa_trials(train_images: np.ndarray, test_images: np.ndarray, ids: Sequence[
         key_units = list(ids) if key_mode == "per-image" else ["shared key"]
         for n in pair_counts:
             t0 = time.perf_counter()
-            rec = attacks.known_plaintext_attack(train_images[:n], c_train[:n], block_size)
+            rec = knownplaintext.known_plaintext_attack(train_images[:n], c_train[:n], block_size)
             add(key_mode, n, "attack", "seconds", time.perf_counter() - t0)
             hit = (rec.decrypt(c_test) == test_images).reshape(len(ids), -1)
             per_image = dict(unseen_values_exact=hit.mean(1), unseen_foreground_exact=foreground_share(hit),
@@ -279,7 +279,7 @@ def kpa_example(train_images: np.ndarray, test_image: np.ndarray, test_id: str, 
     for key_mode in KEY_MODES:
         train_keys = _keys(master, [f"train/{i}" for i in range(n)], key_mode)
         c_train = cipher.apply_schedule(train_images[:n], cipher.expand(train_keys, shape))
-        rec = attacks.known_plaintext_attack(train_images[:n], c_train, block_size)
+        rec = knownplaintext.known_plaintext_attack(train_images[:n], c_train, block_size)
         c_test = cipher.apply_schedule(test_image[None], cipher.expand(_keys(master, [test_id], key_mode), shape))
         out[f"ciphertext ({key_mode})"] = c_test[0]
         out[f"recovered from {n} pairs ({key_mode})"] = rec.decrypt(c_test)[0]
