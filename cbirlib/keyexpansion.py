@@ -31,7 +31,7 @@ key per value: 8 keystream bytes and an ``O(n log n)`` sort per value. Here a va
 keystream bytes, one multiplication and one swap in a compiled loop (numba, ``nogil`` so that
 threads expand images in parallel): each block is copied into a small buffer, shuffled there and
 copied to its place, either as the image's values (encryption while expanding: no index is
-written) or as their positions (the gather index of a :class:`cbirlib.cipher.Schedule`); see
+written) or as their positions (the gather index of a :class:`cbirlib.schedule.Schedule`); see
 :mod:`cbirlib._keyexpansion_kernels` for what was measured.
 """
 
