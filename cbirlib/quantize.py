@@ -144,16 +144,21 @@ class QuantizedTensor:
             return cls(z["q"], z["scale"])
 
 
+#: the smallest scale: a threshold so small (subnormal) that threshold / 127 rounds to 0 in float32
+#: would otherwise divide by zero (values then come back as NaN)
+_MIN_SCALE = float(np.finfo(np.float32).smallest_subnormal)
+
+
 def quantize(x, calibrator: str = "max", percentile: float = 99.0, per_channel: bool = False) -> QuantizedTensor:
     """Symmetric int8 quantization of ``x`` (numpy or torch) with the calibrator's threshold."""
     a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
     if per_channel:
         t = np.array([threshold(c, calibrator, percentile) for c in a.reshape(len(a), -1)], dtype=np.float32)
-        scale = np.where(t > 0, t / QMAX, 1.0).astype(np.float32)
+        scale = np.where(t > 0, np.maximum(t / QMAX, _MIN_SCALE), 1.0).astype(np.float32)
         s = scale.reshape((-1,) + (1,) * (a.ndim - 1))
     else:
         t = threshold(a, calibrator, percentile)
-        scale = np.float32(t / QMAX if t > 0 else 1.0)
+        scale = np.float32(max(t / QMAX, _MIN_SCALE) if t > 0 else 1.0)
         s = scale
     q = np.clip(np.round(a / s), -QMAX, QMAX).astype(np.int8)
     return QuantizedTensor(q, np.asarray(scale, dtype=np.float32))

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +41,17 @@ def test_dequantization_error_is_at_most_half_a_step_inside_the_threshold(x, cal
     err = np.abs(qt.dequantize() - x)
     assert np.all(err[inside] <= float(qt.scale) / 2 + 1e-6)
     assert qt.q.dtype == np.int8 and np.abs(qt.q.astype(int)).max() <= 127
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_a_subnormal_threshold_still_quantizes_without_dividing_by_zero(per_channel):
+    x = np.array([[1e-45, -1e-45, 0.0], [3e-45, 0.0, -2e-45]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by zero or a NaN cast would raise here
+        qt = qz.quantize(x, "max", per_channel=per_channel)
+        back = qt.dequantize()
+    assert np.all(np.asarray(qt.scale) > 0) and np.all(np.isfinite(back))
+    assert np.all(np.abs(back - x) <= np.max(qt.scale) / 2 + 1e-45)
 
 
 def test_per_channel_scales_and_serialization():
