@@ -300,6 +300,6 @@ def decrypt_with_ids(ciphertext, ids: Sequence[str], master: Key, size: tuple[in
     return decrypt(ciphertext, [_master(master).for_image(i) for i in ids], size=size)
 
 
-__all__ = ["CipherParams", "Key", "Schedule", "expand", "encrypt", "decrypt", "encrypt_steps",
+__all__ = ["Key", "Schedule", "expand", "encrypt", "decrypt", "encrypt_steps",
            "encrypt_with_ids", "decrypt_with_ids", "apply_schedule", "invert_schedule", "padded_size", "to_blocks", "from_blocks",
            "CipherInputError"]

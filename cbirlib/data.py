@@ -18,7 +18,6 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from . import assets, paths
-from .defaultdata import MANIFEST_COLUMNS
 from .splits import PAPER_RATIO, SPLITS, even_subsample, stratified_split
 
 #: the datasets this project builds (``make data``), by name

@@ -17,6 +17,8 @@ PAPER_CLASS_NAMES = {"bone": "bone", "brain": "MRI (brain)", "chest": "chest (lu
 #: Table IV, both models.
 TRAINING_SETUP = {"pretrained": True, "num_classes": 3, "optimizer": "Adam", "learning_rate": 0.001,
                   "loss": "CrossEntropyLoss", "epochs": 100, "batch_size": 32}
+#: the input size the paper does not state: 224 px, the pretrained models' own (an assumption)
+ASSUMED_IMAGE_SIZE = 224
 
 
 def dataset_counts() -> pd.DataFrame:

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from . import cipher
 from .features import FeatureModel

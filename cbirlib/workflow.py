@@ -156,7 +156,7 @@ def warm_features(profile: str, data: str, model: str, domains: list[str], seed:
     on the other images of a batch). Returns the image count per domain."""
     import numpy as np
 
-    from . import data as cbir_data, features, models, train
+    from . import data as cbir_data, experimentconfig, features, models, train
     from .studies import classificationstudy
 
     cfg = classificationstudy.config_for(profile, model, data=data, seed=seed)
@@ -164,7 +164,7 @@ def warm_features(profile: str, data: str, model: str, domains: list[str], seed:
     bundle = models.build_model(cfg.model, len(dataset.classes), cfg.weights, cfg.image_size, cfg.seed)
     counts = {}
     for domain in domains:
-        splits = train.prepare_splits(cfg, dataset, train.Domain.parse(domain)).values()
+        splits = train.prepare_splits(cfg, dataset, experimentconfig.Domain.parse(domain)).values()
         images = np.concatenate([split.images for split in splits])
         features.extract(bundle, images, batch_size=cfg.batch_size, device=train.device_for(cfg.device))
         counts[domain] = len(images)

@@ -14,7 +14,7 @@ LAYERS = {
     "base": {"paths", "provenance", "results", "runtime", "paper", "profiles", "stats"},
     "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "schedule", "cipher", "imagemetrics", "keyspace", "attacks", "knownplaintext"},
     "data": {"assets", "volumes", "radiographs", "splits", "defaultdata", "data"},
-    "models": {"weightsources", "models", "features", "train", "evaluate", "indexes", "retrievalmetrics", "quantize", "keyaware"},
+    "models": {"weightsources", "models", "features", "experimentconfig", "fitting", "train", "evaluate", "indexes", "retrievalmetrics", "quantize", "keyaware"},
     "protocol": {"retrieval", "imagefiles"},
     "reporting": {"scorecard", "plots", "sweeptables", "book"},
     "studies": {"cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",

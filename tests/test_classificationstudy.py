@@ -3,12 +3,11 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
 from cbirlib.studies import classificationstudy as cs
-from cbirlib.train import ExperimentError
+from cbirlib.experimentconfig import ExperimentError
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from cbirlib import cipher, keyaware, keys, models
+from cbirlib import cipher, experimentconfig, keyaware, keys, models
 from cbirlib.keys import KeyUsageError
 
 
@@ -87,10 +87,9 @@ def test_errors_are_clear(vit28):
     (dict(epochs=0), "epochs must be a positive integer"),
 ])
 def test_study_config_rejects_bad_parameters(bad, message):
-    from cbirlib import train
     from cbirlib.studies import keyawarestudy
 
-    with pytest.raises(train.ExperimentError, match=message):
+    with pytest.raises(experimentconfig.ExperimentError, match=message):
         keyawarestudy.StudyConfig(**bad)
     assert "key_mode" not in keyawarestudy.StudyConfig().record()
 

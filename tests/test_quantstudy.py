@@ -4,7 +4,7 @@ from PIL import Image
 
 from cbirlib import paper
 from cbirlib.studies import quantstudy as qs
-from cbirlib.train import ExperimentConfig, ExperimentError
+from cbirlib.experimentconfig import ExperimentConfig, ExperimentError
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 from dataclasses import replace
 
-from cbirlib import cipher, data, evaluate, train
-from cbirlib.train import Domain, ExperimentConfig, ExperimentError
+from cbirlib import cipher, data, evaluate, fitting, train
+from cbirlib.experimentconfig import Domain, ExperimentConfig, ExperimentError
 
 
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=60))
@@ -160,7 +160,7 @@ def test_early_stopping_keeps_the_best_epoch():
     module = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(module.parameters(), lr=0.0)  # nothing changes: validation never improves
     x, y = torch.randn(8, 2), torch.tensor([0, 1] * 4)
-    out = train.fit(module, opt, lambda idx: torch.nn.functional.cross_entropy(module(x[idx]), y[idx]), 8, 4,
+    out = fitting.fit(module, opt, lambda idx: torch.nn.functional.cross_entropy(module(x[idx]), y[idx]), 8, 4,
                     lambda: module(x).argmax(1).numpy(), y.numpy(), epochs=20, seed=0, patience=3)
     assert out.stopped_early and len(out.history) == 4 and out.best_epoch == 1
 

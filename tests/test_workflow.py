@@ -15,7 +15,7 @@ import pytest
 
 from cbirlib.studies import classificationstudy as cs
 from cbirlib import data, paths, profiles, workflow as wf
-from cbirlib.train import Domain
+from cbirlib.experimentconfig import Domain
 
 ROOT = paths.project_root()
 

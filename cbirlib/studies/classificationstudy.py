@@ -34,12 +34,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import (attacks, data as cbir_data, features, models, profiles, provenance, results, retrievalmetrics,
+from .. import (attacks, data as cbir_data, models, profiles, provenance, results, retrievalmetrics,
                 splits, stats, train)
 from . import quantstudy
-from ..train import Domain, ExperimentConfig, ExperimentError
+from ..experimentconfig import Domain, ExperimentConfig, ExperimentError
 
-#: keys a sweep point may set besides those of :class:`~cbirlib.train.ExperimentConfig`
+#: keys a sweep point may set besides those of :class:`~cbirlib.experimentconfig.ExperimentConfig`
 POINT_OPTIONS = {"domain": "plain", "probe": True, "retrieval": False, "quantization": False}
 _CONFIG_FIELDS = {f.name for f in fields(ExperimentConfig)} - {"domains", "profile"}
 
@@ -71,7 +71,7 @@ def check_point(point: dict) -> dict:
 
 
 def point_config(point: dict) -> ExperimentConfig:
-    """The :class:`~cbirlib.train.ExperimentConfig` of a point (one domain)."""
+    """The :class:`~cbirlib.experimentconfig.ExperimentConfig` of a point (one domain)."""
     p = check_point(point)
     kw = {k: v for k, v in p.items() if k in _CONFIG_FIELDS}
     return ExperimentConfig(domains=(p["domain"],), profile=p.get("sweep", "sweep"), **kw)
@@ -135,18 +135,18 @@ def _retrieval_rows(z: dict[str, torch.Tensor], sp: dict[str, train.SplitData], 
 def _psi_features(res: train.DomainResult, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     """Psi's features of every split: the standardised frozen-trunk features (head mode, already
     computed) or the fine-tuned network's penultimate layer."""
-    sp = res.extras["splits"]
+    kept = res.kept
     if cfg.trainable == "head":
-        psi = res.feature_model
-        return {s: (f - psi.mean) / psi.std for s, f in res.extras["features"].items()}
-    return {s: res.feature_model.embeddings(sp[s].images, cfg.batch_size) for s in sp}
+        psi = kept.feature_model
+        return {s: (f - psi.mean) / psi.std for s, f in kept.features.items()}
+    return {s: kept.feature_model.embeddings(d.images, cfg.batch_size) for s, d in kept.splits.items()}
 
 
 def _quantization(res: train.DomainResult, cfg: ExperimentConfig, penultimate: dict[str, torch.Tensor]
                   ) -> dict[str, np.ndarray]:
     if cfg.trainable != "all":
         raise ExperimentError("quantization points need an end-to-end trained network (trainable='all')")
-    bundle, sp = res.extras["bundle"], res.extras["splits"]
+    bundle, sp = res.kept.bundle, res.kept.splits
     device = train.device_for(cfg.device)
     y = {s: sp[s].labels for s in sp}
 
@@ -169,7 +169,7 @@ def run_point(point: dict, out_dir: str | Path, progress: bool = False) -> Path:
     start = time.perf_counter()
     dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
     res = train.run_domain(cfg, dataset, domain, progress=progress, keep_model=True)
-    sp = res.extras["splits"]
+    sp = res.kept.splits
     base = dict(id=res.test_ids, label=res.y_true, fold=cfg.fold)
     preds = {"fp32": res.y_pred}
     if p["probe"]:
@@ -187,7 +187,7 @@ def run_point(point: dict, out_dir: str | Path, progress: bool = False) -> Path:
               "split": fold_ds.provenance.get("split", "the dataset's slab split"),
               "counts": {s: int(len(d.labels)) for s, d in sp.items()}, "classes": dataset.classes,
               "best_epoch": res.best_epoch, "epochs_run": int(len(res.history)),
-              "stopped_early": bool(res.extras.get("stopped_early", False)),
+              "stopped_early": bool(res.stopped_early),
               "accuracy": float((res.y_pred == res.y_true).mean()), "seconds": time.perf_counter() - start,
               "weights": res.weights, "dataset": cbir_data.dataset_record(dataset),
               "device": str(train.device_for(cfg.device)), "threads": torch.get_num_threads(),
@@ -338,7 +338,7 @@ def checkset_predictions(profile: str, model: str, trained_on: str = "default", 
     images, _, ids = check.load("test", cfg.image_size)
     labels = check.table.set_index("path").loc[ids, "label"].tolist()
     with torch.no_grad():
-        logits = fitted.extras["head"](fitted.feature_model(images))
+        logits = fitted.kept.head(fitted.kept.feature_model(images))
     predicted = [train_ds.classes[i] for i in logits.argmax(1).tolist()]
     return pd.DataFrame(dict(model=model, trained_on=trained_on, id=ids, label=labels, predicted=predicted,
                              correct=[p == t for p, t in zip(predicted, labels)], image_size=cfg.image_size,
@@ -367,9 +367,9 @@ def live_run(configs: list[ExperimentConfig], results_name: str, parameters: dic
     Table IV beside the setup and Tables VI-VII beside the paper; writes setup, table_vi_vii,
     confusion and history under ``<results_dir>/<results_name>/``. Returns the experiments and
     tables (keys: experiments, setup, table, paper, confusion, history)."""
-    from .. import evaluate, paper
+    from .. import evaluate, experimentconfig, paper
 
-    setup = pd.concat([train.setup_table(c) for c in configs], ignore_index=True)
+    setup = pd.concat([experimentconfig.setup_table(c) for c in configs], ignore_index=True)
     results.write_table(setup, results_name, "setup", parameters, results_dir)
     experiments = [train.run_experiment(c, progress=progress) for c in configs]
     table = pd.concat([evaluate.experiment_table(e) for e in experiments], ignore_index=True)

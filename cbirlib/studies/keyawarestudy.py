@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import (attacks, cipher, data as cbdata, evaluate, features, keyaware, keys as cbkeys, models,
-                paths, profiles, retrieval, retrievalmetrics, stats, train)
+from .. import (attacks, cipher, data as cbdata, evaluate, experimentconfig, features, fitting, keyaware, keys as cbkeys,
+                models, paths, profiles, retrieval, retrievalmetrics, stats, train)
 
 
 @dataclass(frozen=True)
-class StudyConfig(train.ExperimentConfig):
+class StudyConfig(experimentconfig.ExperimentConfig):
     """The classification experiment's settings (validated the same way: data, weights, image size,
     epochs, batch size, learning rate, images per class, seed, profile) plus the key-aware ones.
     Only the ViT and the frozen-trunk + linear-head recipe are supported."""
@@ -36,15 +36,15 @@ class StudyConfig(train.ExperimentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.model != "vit":
-            raise train.ExperimentError("key-aware transforms exist for Vision Transformers only (model='vit'); "
+            raise experimentconfig.ExperimentError("key-aware transforms exist for Vision Transformers only (model='vit'); "
                                         "VGG-16 can only learn invariance (see the key-invariant variant)")
         if self.trainable != "head":
-            raise train.ExperimentError("the key-aware study trains a linear head on the frozen trunk "
+            raise experimentconfig.ExperimentError("the key-aware study trains a linear head on the frozen trunk "
                                         "(trainable='head')")
         if not isinstance(self.fresh_keys, int) or self.fresh_keys < 1:
-            raise train.ExperimentError(f"fresh_keys must be a positive integer, got {self.fresh_keys!r}")
+            raise experimentconfig.ExperimentError(f"fresh_keys must be a positive integer, got {self.fresh_keys!r}")
         if self.image_size % self.block_size:
-            raise train.ExperimentError(f"block size {self.block_size} does not divide image size {self.image_size}")
+            raise experimentconfig.ExperimentError(f"block size {self.block_size} does not divide image size {self.image_size}")
 
     def record(self) -> dict:
         """Parameters as run (both key modes always run, so no key_mode; no domain list)."""
@@ -56,9 +56,26 @@ class StudyConfig(train.ExperimentConfig):
 
 @dataclass
 class Study:
-    table: pd.DataFrame           # variant, class, metric, value, source
-    identity: dict                # the one-image identity check
-    extras: dict                  # features, heads, keys (for the protocol and the notebook)
+    """The chapter's results and what the protocol, the split by source and the notebook reuse."""
+
+    table: pd.DataFrame                   # variant, class, metric, value, source
+    identity: dict                        # the one-image identity check (logits per model)
+    classes: list[str]
+    images: dict[str, np.ndarray]         # split -> (N, S, S, 3) uint8 plaintext
+    labels: dict[str, np.ndarray]         # split -> (N,) class indices
+    ids: dict[str, list[str]]             # split -> image ids
+    key: cbkeys.Key                       # the shared key-aligned key
+    schedule: keyaware.AlignedSchedule    # its expansion
+    aligned: dict[str, np.ndarray]        # split -> key-aligned ciphertexts
+    master: cbkeys.Key                    # the paper's MTCE: master key of the per-image keys
+    mtce: dict[str, np.ndarray]           # split -> MTCE ciphertexts under per-image keys
+    bundle: models.ModelBundle            # the plain ViT
+    transformed: models.ModelBundle       # the ViT transformed for ``key``
+    head: fitting.LinearHead              # the plaintext head ...
+    mean: torch.Tensor                    # ... and its feature standardisation (D,)
+    std: torch.Tensor
+    #: variant -> (features per split, mean, std): what each variant's retrieval ranks by
+    retrieval_inputs: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]
 
 
 def config_for(profile: str, *, model: str = "vit", weights: str = "auto", data: str = "default",
@@ -86,8 +103,8 @@ def _features(bundle, images, cfg, device) -> torch.Tensor:
 
 
 def _head(cfg, feats: dict, labels: dict):
-    z, mean, std = train.standardise(feats)
-    head, _, _ = train.fit_linear_head(z, labels, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed)
+    z, mean, std = fitting.standardise(feats)
+    head, _, _ = fitting.fit_linear_head(z, labels, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed)
     return head, mean, std
 
 
@@ -202,10 +219,8 @@ def run(cfg: StudyConfig, progress: bool = False) -> Study:
                     untransformed_on_encrypted=untransformed[0].numpy(), wrong_key=wrong_logits[0].numpy(),
                     max_abs_feature_difference=float((f_tr["test"] - plain["test"]).abs().max()),
                     feature_scale=float(plain["test"].abs().max()))
-    extras = dict(key=key, schedule=sched, bundle=bundle, transformed=transformed, head=head_p, mean=mean_p,
-                  std=std_p, images=images, labels=labels, ids=ids, aligned=aligned, mtce=mtce, classes=classes,
-                  master=master, retrieval_inputs=retrieval_inputs)
-    return Study(pd.DataFrame(rows), identity, extras)
+    return Study(pd.DataFrame(rows), identity, classes, images, labels, ids, key, sched, aligned, master, mtce,
+                 bundle, transformed, head_p, mean_p, std_p, retrieval_inputs)
 
 
 def intensity_histogram(images: np.ndarray, bins: int = 32) -> torch.Tensor:
@@ -227,14 +242,13 @@ def retrieval_by_source(study: Study, dataset) -> pd.DataFrame | None:
     ``volume`` column (every image its own source). Tidy rows: variant, metric, value, source."""
     if "volume" not in dataset.table:
         return None
-    ex = study.extras
     vol = dataset.table.set_index("path")["volume"]
-    src = {s: vol.loc[ex["ids"][s]].to_numpy() for s in ("train", "val", "test")}
-    inputs = dict(ex["retrieval_inputs"])
-    hist = {s: intensity_histogram(ex["images"][s]) for s in ("train", "val", "test")}
-    _, h_mean, h_std = train.standardise(hist)
+    src = {s: vol.loc[study.ids[s]].to_numpy() for s in ("train", "val", "test")}
+    inputs = dict(study.retrieval_inputs)
+    hist = {s: intensity_histogram(study.images[s]) for s in ("train", "val", "test")}
+    _, h_mean, h_std = fitting.standardise(hist)
     inputs[HISTOGRAM_VARIANT] = (hist, h_mean, h_std)
-    labels = ex["labels"]
+    labels = study.labels
     db_y = np.concatenate([labels["train"], labels["val"]])
     db_src = np.concatenate([src["train"], src["val"]])
     rows = []
@@ -291,11 +305,10 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 def probe_points(study: Study, cfg: StudyConfig) -> pd.DataFrame:
     """Ciphertext-only probe accuracy on key-aligned ciphertexts (the x axis of the frontier)
     beside the key-aware model's accuracy, for the frontier of the security chapter."""
-    ex = study.extras
     stat_b = max(cfg.block_size, 4)
-    ftr = attacks.ciphertext_statistics(ex["aligned"]["train"], stat_b)
-    fte = attacks.ciphertext_statistics(ex["aligned"]["test"], stat_b)
-    probe = attacks.linear_probe(ftr, ex["labels"]["train"], fte, ex["labels"]["test"], cfg.seed)
+    ftr = attacks.ciphertext_statistics(study.aligned["train"], stat_b)
+    fte = attacks.ciphertext_statistics(study.aligned["test"], stat_b)
+    probe = attacks.linear_probe(ftr, study.labels["train"], fte, study.labels["test"], cfg.seed)
     acc = study.table[(study.table["class"] == "all") & (study.table.metric == "accuracy")].set_index("variant")["value"]
     inv = [v for v in acc.index if v.startswith("key-invariant")][0]
     return pd.DataFrame([
@@ -323,34 +336,33 @@ def run_protocol(study: Study, k: int = 5, n_queries: int = 4, store: str | Path
     head's standardisation); the user — who must hold the SAME key — encrypts queries; the server
     ranks ciphertexts it cannot read; the user decrypts the results with the shared key. No per-id
     key release remains: whoever holds the key reads every image."""
-    ex = study.extras
-    sched = ex["schedule"]
-    db_ids = ex["ids"]["train"] + ex["ids"]["val"]
-    db = np.concatenate([ex["aligned"]["train"], ex["aligned"]["val"]])
+    sched = study.schedule
+    db_ids = study.ids["train"] + study.ids["val"]
+    db = np.concatenate([study.aligned["train"], study.aligned["val"]])
     params = cbkeys.CipherParams(block_size=sched.block_size, strength=0, swap=False)
     database = retrieval.Ciphertexts(tuple(db_ids), db, params, tuple(db.shape[1:3]))
-    psi = features.FeatureModel(ex["transformed"], "pooled", ex["mean"], ex["std"])
+    psi = features.FeatureModel(study.transformed, "pooled", study.mean, study.std)
     scratch = None if store else paths.scratch_dir("cbir-keyaware-")  # removed with the returned protocol
     store = Path(store) if store else Path(scratch.name) / "store"
     server = retrieval.CloudServer.create(store, database, psi)
-    test = ex["aligned"]["test"]
-    q = retrieval.Ciphertexts(tuple(ex["ids"]["test"]), test, params, tuple(test.shape[1:3]))
+    test = study.aligned["test"]
+    q = retrieval.Ciphertexts(tuple(study.ids["test"]), test, params, tuple(test.shape[1:3]))
     pick = np.linspace(0, len(test) - 1, min(n_queries, len(test))).round().astype(int)
     shown = retrieval.Ciphertexts(tuple(q.ids[i] for i in pick), test[pick], params, q.size)
     results = server.query(shown, k)
     exact = all(np.array_equal(keyaware.decrypt_aligned(server.fetch(r.ids).images, sched),
-                               np.stack([_plain_of(ex, i) for i in r.ids])) for r in results)
+                               np.stack([_plain_of(study, i) for i in r.ids])) for r in results)
     qf = server.model(q.images).numpy()
-    db_labels = np.concatenate([ex["labels"]["train"], ex["labels"]["val"]])
-    scores = retrievalmetrics.retrieval_metrics(qf, ex["labels"]["test"], server.features, db_labels, ks=(1, 5, 10))
+    db_labels = np.concatenate([study.labels["train"], study.labels["val"]])
+    scores = retrievalmetrics.retrieval_metrics(qf, study.labels["test"], server.features, db_labels, ks=(1, 5, 10))
     table = scores.table.assign(domain="key-aligned shared key, transformed Psi", source="ours")
     return KeyAwareProtocol(server, list(shown.ids), results, exact, table, scratch)
 
 
-def _plain_of(ex: dict, image_id: str) -> np.ndarray:
+def _plain_of(study: Study, image_id: str) -> np.ndarray:
     for s in ("train", "val", "test"):
-        if image_id in ex["ids"][s]:
-            return ex["images"][s][ex["ids"][s].index(image_id)]
+        if image_id in study.ids[s]:
+            return study.images[s][study.ids[s].index(image_id)]
     raise KeyError(image_id)
 
 

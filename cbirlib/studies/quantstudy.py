@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import data as cbir_data, evaluate, features, models, paper, paths, quantize as qz, runtime, train
-from ..train import Domain, ExperimentConfig
+from .. import data as cbir_data, evaluate, features, fitting, models, paper, paths, quantize as qz, runtime, train
+from ..experimentconfig import Domain, ExperimentConfig, ExperimentError
 
 PAPER_CALIBRATORS = {"max": "max", "kl": "KL", "percentile": "99%"}
 
@@ -24,7 +24,7 @@ class QuantRun:
     classes: list[str]
     predictions: dict[str, np.ndarray]  # variant name -> test predictions
     y_true: np.ndarray
-    head: train.LinearHead
+    head: fitting.LinearHead
     feature_model: features.FeatureModel
     splits: dict
     z: dict[str, torch.Tensor]
@@ -36,7 +36,7 @@ def _predict(head: nn.Module, z: torch.Tensor) -> np.ndarray:
         return head(z).argmax(1).numpy()
 
 
-def _quantized_head(head: train.LinearHead, variant: str, calibrator: str, percentile: float) -> train.LinearHead:
+def _quantized_head(head: fitting.LinearHead, variant: str, calibrator: str, percentile: float) -> fitting.LinearHead:
     h = copy.deepcopy(head)
     qz.apply(h.linear, "last", variant, calibrator, percentile)
     return h
@@ -69,9 +69,9 @@ def run_table_viii(cfg: ExperimentConfig, domain=8, calibrators=("max", "kl", "p
             preds[f"last layer ({name}), {variant}"] = _predict(qh, z["test"])
         # Algorithm 3: fine-tune on the encrypted training images with the layer on the int8 grid
         fq = lambda w, c=cal: qz.fake_quantize(w, c, percentile)
-        tuned, _, _ = train.fit_linear_head(z, y, init=head, weight_transform=fq, **ft)
+        tuned, _, _ = fitting.fit_linear_head(z, y, init=head, weight_transform=fq, **ft)
         preds[f"last layer ({name}), int8 + fine-tuning"] = _predict(_quantized_head(tuned, "int8", cal, percentile), z["test"])
-        tuned_lit, _, _ = train.fit_linear_head(z, y, init=_quantized_head(head, "literal", cal, percentile), **ft)
+        tuned_lit, _, _ = fitting.fit_linear_head(z, y, init=_quantized_head(head, "literal", cal, percentile), **ft)
         preds[f"last layer ({name}), literal + fine-tuning"] = _predict(tuned_lit, z["test"])
     for variant in ("literal", "int8"):
         q_psi = copy.deepcopy(psi)
@@ -80,7 +80,7 @@ def run_table_viii(cfg: ExperimentConfig, domain=8, calibrators=("max", "kl", "p
         qh = _quantized_head(head, variant, "max", percentile)
         preds[f"fully ({variant})"] = _predict(qh, zq["test"])
         fq = (lambda w: qz.fake_quantize(w, "max")) if variant == "int8" else None
-        tuned, _, _ = train.fit_linear_head(zq, y, init=qh, weight_transform=fq, **ft)
+        tuned, _, _ = fitting.fit_linear_head(zq, y, init=qh, weight_transform=fq, **ft)
         preds[f"fully ({variant}) + fine-tuning last layer"] = _predict(tuned, zq["test"])
         if variant == "literal":
             collapse = {"feature_abs_mean_fp32": float(z["test"].abs().mean()),
@@ -109,14 +109,15 @@ def base_run(cfg: ExperimentConfig, domain=8, progress: bool = False) -> QuantRu
     """The fp32 model (frozen trunk + trained linear head) on one domain, with what the
     quantization variants need."""
     if cfg.trainable != "head" or cfg.model != "vgg16":
-        raise train.ExperimentError("the quantization study runs VGG-16 in the head mode (frozen trunk + "
+        raise ExperimentError("the quantization study runs VGG-16 in the head mode (frozen trunk + "
                                     "linear head), as the paper quantizes VGG-16")
     dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
     base = train.run_domain(cfg, dataset, Domain.parse(domain), progress=progress, keep_model=True)
-    psi = base.feature_model
-    z = {s: (f - psi.mean) / psi.std for s, f in base.extras["features"].items()}
-    return QuantRun(dataset.classes, {"fp32 (no quantization)": base.y_pred}, base.y_true, base.extras["head"],
-                    psi, base.extras["splits"], z)
+    kept = base.kept
+    psi = kept.feature_model
+    z = {s: (f - psi.mean) / psi.std for s, f in kept.features.items()}
+    return QuantRun(dataset.classes, {"fp32 (no quantization)": base.y_pred}, base.y_true, kept.head,
+                    psi, kept.splits, z)
 
 
 def table(run: QuantRun, model: str = "vgg16", domain: str = "MTCE 8-px blocks") -> pd.DataFrame:
@@ -141,7 +142,7 @@ def confusion(run: QuantRun, variants) -> pd.DataFrame:
 class _Deployed(nn.Module):
     """Psi's trunk + pooled mean + standardisation + the linear head, as one ONNX-exportable net."""
 
-    def __init__(self, psi: features.FeatureModel, head: train.LinearHead) -> None:
+    def __init__(self, psi: features.FeatureModel, head: fitting.LinearHead) -> None:
         super().__init__()
         self.psi, self.head = psi, head.linear
 
@@ -320,7 +321,7 @@ def network_variants(net: nn.Module, feats: dict[str, torch.Tensor], y: dict[str
     fine-tuning on the int8 grid (Algorithm 3); every layer int8 (per-channel max) and literal; and
     every layer int8 with uncalibrated activations (the collapse)."""
     last = last_linear(net)
-    base = train.LinearHead(last.in_features, last.out_features)
+    base = fitting.LinearHead(last.in_features, last.out_features)
     base.linear.load_state_dict(last.state_dict())
     out = {}
     for cal in calibrators:
@@ -328,7 +329,7 @@ def network_variants(net: nn.Module, feats: dict[str, torch.Tensor], y: dict[str
         for variant in ("literal", "int8"):
             out[f"last layer ({name}), {variant}"] = _predict(_quantized_head(base, variant, cal, percentile), feats["test"])
         fq = lambda w, c=cal: qz.fake_quantize(w, c, percentile)
-        tuned, _, _ = train.fit_linear_head(feats, y, finetune_epochs, batch_size, lr, seed, init=base, weight_transform=fq)
+        tuned, _, _ = fitting.fit_linear_head(feats, y, finetune_epochs, batch_size, lr, seed, init=base, weight_transform=fq)
         out[f"last layer ({name}), int8 + fine-tuning"] = _predict(_quantized_head(tuned, "int8", cal, percentile), feats["test"])
     for variant in ("int8", "literal"):
         q = copy.deepcopy(net)

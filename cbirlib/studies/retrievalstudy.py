@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import cipher, data as cbir_data, keys, models, paths, retrieval, retrievalmetrics, train
-from ..train import Domain, ExperimentConfig
+from ..experimentconfig import Domain, ExperimentConfig
 
 
 @dataclass
@@ -60,7 +60,7 @@ def run_protocol(cfg: ExperimentConfig, domain, k: int = 5, n_queries: int = 6,
     database = owner.encrypt_database(db_images, db_ids)
     scratch = None if store else paths.scratch_dir("cbir-protocol-")  # removed with the returned run
     store = Path(store) if store else Path(scratch.name) / "store"
-    server = retrieval.CloudServer.create(store, database, fitted.feature_model)
+    server = retrieval.CloudServer.create(store, database, fitted.kept.feature_model)
     q_images, q_labels, q_ids = dataset.load("test", cfg.image_size, cfg.test_per_class)
     user = retrieval.QueryUser(user_key(cfg, domain))
     pick = np.linspace(0, len(q_images) - 1, min(n_queries, len(q_images))).round().astype(int)
@@ -104,7 +104,7 @@ def domain_scores(cfg: ExperimentConfig, domain, ks=(1, 5, 10, 100), progress: b
     domain = Domain.parse(domain)
     dataset = cbir_data.open_dataset(cfg.data, seed=cfg.seed)
     fitted = train.run_domain(cfg, dataset, domain, progress=progress, keep_model=True)
-    psi = fitted.feature_model
+    psi = fitted.kept.feature_model
     parts = [dataset.load(s, cfg.image_size, getattr(cfg, f"{s}_per_class")) for s in ("train", "val")]
     db_plain = np.concatenate([p[0] for p in parts])
     db_labels = np.concatenate([p[1] for p in parts])

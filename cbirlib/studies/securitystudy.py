@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import attacks, cipher, data as cbdata, keys as cbkeys, knownplaintext, results as cbresults, stats
-from ..train import KEY_MODES
+from ..experimentconfig import KEY_MODES
 
 
 def _keys(master: cbkeys.Key, ids: Sequence[str], key_mode: str) -> list[cbkeys.Key]:
