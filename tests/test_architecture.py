@@ -19,7 +19,7 @@ LAYERS = {
     "reporting": {"scorecard", "plots", "sweeptables", "book"},
     "studies": {"cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",
                 "securitystudy", "attacksweep", "parameters"},
-    "entry": {"cli", "workflow", "device"},
+    "entry": {"cli", "device", "bookjobs", "variants", "sweeps", "driver", "commands"},
 }
 #: layer -> the layers it may import from (besides itself)
 MAY_IMPORT = {
@@ -41,8 +41,9 @@ FOLDERS = {"studies": "studies"}
 
 def _files() -> dict[str, Path]:
     """module name (unique across the package) -> its file"""
-    files = {p.stem: p for p in PACKAGE.rglob("*.py") if p.stem != "__init__" and "__pycache__" not in p.parts}
-    assert len(files) == len([p for p in PACKAGE.rglob("*.py") if p.stem != "__init__"]), "module names must be unique"
+    found = [p for p in PACKAGE.rglob("*.py") if not p.stem.startswith("__") and "__pycache__" not in p.parts]
+    files = {p.stem: p for p in found}
+    assert len(files) == len(found), "module names must be unique"
     return files
 
 

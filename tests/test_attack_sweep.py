@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cbirlib import results, stats, workflow as wf
+from cbirlib import results, stats
+from cbirlib.workflow import bookjobs, sweeps
 from cbirlib.studies import attacksweep, securitystudy as ss
 
 
@@ -131,9 +132,9 @@ def test_attack_points_run_and_aggregate_into_tables_with_intervals(tmp_path):
 def test_attack_sweeps_have_no_folds(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: bad\nchapter: 05_security\nkind: attacks\narms:\n"
                                        "  - fixed: {attack: jigsaw}\n    grid: {fold: all}\n")
-    with pytest.raises(wf.WorkflowError, match="no folds"):
-        wf.load_sweep(tmp_path / "bad.yaml")
-    sweep = wf.load_sweep("attacks")
+    with pytest.raises(bookjobs.WorkflowError, match="no folds"):
+        sweeps.load_sweep(tmp_path / "bad.yaml")
+    sweep = sweeps.load_sweep("attacks")
     assert all("fold" not in p for p in sweep.points.values())
     jig = [p for p in sweep.points.values() if p["attack"] == "jigsaw"]
     assert {p["block_size"] for p in jig} == {4, 8, 14, 16, 32} and all(p["per_class"] * 3 >= 24 for p in jig)

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from cbirlib.studies import classificationstudy as cs
-from cbirlib import data, paths, profiles, workflow as wf
+from cbirlib import data, paths, profiles
+from cbirlib.workflow import bookjobs, driver, sweeps
 from cbirlib.experimentconfig import Domain
 
 ROOT = paths.project_root()
@@ -39,11 +40,11 @@ def scratch_project(tmp_path):
 
 # --------------------------------------------------------------------------- sweep files
 
-@pytest.mark.parametrize("name", wf.sweep_names())
+@pytest.mark.parametrize("name", sweeps.sweep_names())
 def test_every_sweep_file_expands_to_valid_unique_points(name):
-    sweep = wf.load_sweep(name)
+    sweep = sweeps.load_sweep(name)
     assert sweep.points, name
-    runner = wf.kind_module(sweep.kind)
+    runner = sweeps.kind_module(sweep.kind)
     for pid, point in sweep.points.items():
         clean = {k: v for k, v in point.items() if not k.startswith("_")}
         assert runner.point_id(clean) == pid
@@ -55,7 +56,7 @@ def test_every_sweep_file_expands_to_valid_unique_points(name):
 
 
 def test_the_classification_sweep_holds_the_minimum_grid():
-    points = [p for p in wf.load_sweep("classification").points.values() if p.get("split", "slab") == "kfold"]
+    points = [p for p in sweeps.load_sweep("classification").points.values() if p.get("split", "slab") == "kfold"]
     folds = {p["folds"] for p in points}
     assert len(folds) == 1
     k = folds.pop()
@@ -85,26 +86,26 @@ def test_the_classification_sweep_holds_the_minimum_grid():
 ])
 def test_broken_sweep_files_are_clear_errors(tmp_path, text, match):
     (tmp_path / "bad.yaml").write_text(text)
-    with pytest.raises(wf.WorkflowError, match=match):
-        wf.load_sweep(tmp_path / "bad.yaml")
+    with pytest.raises(bookjobs.WorkflowError, match=match):
+        sweeps.load_sweep(tmp_path / "bad.yaml")
 
 
 def test_unknown_sweep_names_the_known_ones():
-    with pytest.raises(wf.WorkflowError, match="ci-tiny"):
-        wf.load_sweep("no-such-sweep")
+    with pytest.raises(bookjobs.WorkflowError, match="ci-tiny"):
+        sweeps.load_sweep("no-such-sweep")
 
 
 def test_plaintext_has_no_key_mode_copies():
-    sweep = wf.load_sweep("ci-tiny")
+    sweep = sweeps.load_sweep("ci-tiny")
     assert all(p.get("key_mode", "per-image") == "per-image" for p in sweep.points.values()
                if Domain.parse(p["domain"]).block_size is None)
 
 
 # --------------------------------------------------------------------------- dry runs
 
-@pytest.mark.parametrize("name", wf.sweep_names())
+@pytest.mark.parametrize("name", sweeps.sweep_names())
 def test_every_sweep_plans(name):
-    proc = snakemake(wf.aggregate_target(name), "--dry-run", "--cores", "2", "--forcerun",
+    proc = snakemake(sweeps.aggregate_target(name), "--dry-run", "--cores", "2", "--forcerun",
                      "sweep_aggregate")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sweep_aggregate" in proc.stdout
@@ -124,9 +125,9 @@ def test_book_graph_declares_the_chapters_dependencies():
     named = {(labels[a], labels[b]) for a, b in edges}
     assert ("chapter_02_classification", "chapter_05_security") in named
     assert ("chapter_05_security", "chapter_06_key_aware") in named
-    for nb in wf.chapters():
-        if nb != wf.SCORECARD:
-            assert (f"chapter_{nb}", f"chapter_{wf.SCORECARD}") in named, nb
+    for nb in bookjobs.chapters():
+        if nb != bookjobs.SCORECARD:
+            assert (f"chapter_{nb}", f"chapter_{bookjobs.SCORECARD}") in named, nb
     assert ("features_vgg16_more", "chapter_02_classification") in named
     assert ("features_vgg16_paper", "chapter_04_quantization") in named
     assert ("features_vgg16_more", "chapter_04_quantization") not in named  # 04 reads only 8-px blocks
@@ -172,7 +173,7 @@ def test_slurm_profile_submits_the_resources_each_point_asks_for(tmp_path, scrat
         f.chmod(0o755)
     env = os.environ | {"PATH": f"{fake}:{os.environ['PATH']}", "CBIR_SWEEPS_DIR": str(sweeps),
                         "CBIR_HOME": str(scratch_project)}
-    proc = snakemake(wf.aggregate_target("gpu-check"), "--workflow-profile",
+    proc = snakemake(sweeps.aggregate_target("gpu-check"), "--workflow-profile",
                      str(ROOT / "workflow" / "profiles" / "slurm"), "--slurm-init-seconds-before-status-checks",
                      "1", "--slurm-status-command", "sacct", "--retries", "0", env=env, timeout=240, cwd=scratch_project)
     assert proc.returncode != 0  # the fake cluster fails every job: we only look at what was submitted
@@ -190,7 +191,7 @@ def test_kubernetes_profile_plans_gpu_requests(tmp_path):
     sweeps.mkdir()
     (sweeps / "gpu-check.yaml").write_text(GPU_SWEEP)
     env = os.environ | {"CBIR_SWEEPS_DIR": str(sweeps)}
-    proc = snakemake(wf.aggregate_target("gpu-check"), "--dry-run", "--workflow-profile",
+    proc = snakemake(sweeps.aggregate_target("gpu-check"), "--dry-run", "--workflow-profile",
                      str(ROOT / "workflow" / "profiles" / "kubernetes"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     blocks = proc.stdout.split("rule sweep_point:")[1:]
@@ -216,10 +217,10 @@ def test_tiny_sweep_runs_resumes_after_a_kill_and_tests_every_image_once(scratch
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = {p.parent.name: p.stat().st_mtime_ns for p in points.glob("*/point.json")}
-    planned = set(wf.load_sweep("ci-tiny").points)
+    planned = set(sweeps.load_sweep("ci-tiny").points)
     assert 0 < len(done) < len(planned)
     monkeypatch.setenv("CBIR_HOME", str(scratch_project))
-    planned_outputs = wf.plan(wf.snakemake_command([wf.aggregate_target("ci-tiny")], 1, {},
+    planned_outputs = driver.plan(driver.snakemake_command([sweeps.aggregate_target("ci-tiny")], 1, {},
                                                    extra=["--forcerun", "sweep_aggregate"]))
     rerun = {Path(o).parent.name for o in planned_outputs if o.endswith("point.json")}
     assert rerun == planned - set(done), "a restart plans exactly the missing points"
@@ -251,9 +252,9 @@ def test_touching_one_chapter_reruns_it_and_what_reads_it(tmp_path):
     for entry in (ROOT / "data").iterdir():
         if entry.name != "default-drr":
             (project / "data" / entry.name).symlink_to(entry)
-    outputs = [project / "book" / "executed" / f"{nb}.ipynb" for nb in wf.chapters()]
-    stamps = [project / "build" / "features" / "cpu" / "default" / f"{m}_{d}.done" for m, d in wf.feature_jobs("cpu")]
-    stamps.append(project / "build" / "features" / "cpu" / "default" / wf.KEY_AWARE_STAMP)
+    outputs = [project / "book" / "executed" / f"{nb}.ipynb" for nb in bookjobs.chapters()]
+    stamps = [project / "build" / "features" / "cpu" / "default" / f"{m}_{d}.done" for m, d in bookjobs.feature_jobs("cpu")]
+    stamps.append(project / "build" / "features" / "cpu" / "default" / bookjobs.KEY_AWARE_STAMP)
     stamps.append(project / "data" / "default-drr" / "manifest.csv")  # a job's output too, before the chapters
     time.sleep(0.05)
     for f in stamps + outputs:  # a finished build: every output newer than every input
@@ -275,19 +276,19 @@ def test_touching_one_chapter_reruns_it_and_what_reads_it(tmp_path):
 
 @pytest.mark.parametrize("profile", ["ci", "cpu"])
 def test_feature_jobs_split_by_model_and_domains_and_chapters_wait_only_for_what_they_read(profile):
-    groups = wf.feature_groups(profile)
-    assert sorted((m, d) for m, _, ds in groups for d in ds) == sorted(wf.feature_jobs(profile))
-    assert all(set(ds) <= set(wf.PAPER_DOMAINS) for _, g, ds in groups if g == "paper's domains")
-    assert {f"features {m} ({g})" for m, g, _ in groups} <= set(wf.PRIORITY)
-    assert wf.chapter_features("02_classification", profile) == wf.feature_jobs(profile)
-    assert wf.chapter_features("04_quantization", profile) == [("vgg16", "8")]
-    assert wf.chapter_features("06_key_aware", profile) == [("vit", "plain")]
-    assert wf.chapter_features("05_security", profile) == []
+    groups = bookjobs.feature_groups(profile)
+    assert sorted((m, d) for m, _, ds in groups for d in ds) == sorted(bookjobs.feature_jobs(profile))
+    assert all(set(ds) <= set(bookjobs.PAPER_DOMAINS) for _, g, ds in groups if g == "paper's domains")
+    assert {f"features {m} ({g})" for m, g, _ in groups} <= set(bookjobs.PRIORITY)
+    assert bookjobs.chapter_features("02_classification", profile) == bookjobs.feature_jobs(profile)
+    assert bookjobs.chapter_features("04_quantization", profile) == [("vgg16", "8")]
+    assert bookjobs.chapter_features("06_key_aware", profile) == [("vit", "plain")]
+    assert bookjobs.chapter_features("05_security", profile) == []
     check_models = profiles.PROFILES["00_data"][profile]["check_models"]
-    assert sorted(wf.chapter_features("00_data", profile)) == sorted((m, "plain") for m in check_models)
-    names = {wf._job_name(f"build/features/{profile}/default/{m}_{d}.done") for m, _, ds in groups for d in ds}
+    assert sorted(bookjobs.chapter_features("00_data", profile)) == sorted((m, "plain") for m in check_models)
+    names = {driver.job_name(f"build/features/{profile}/default/{m}_{d}.done") for m, _, ds in groups for d in ds}
     assert names == {f"features {m} ({g})" for m, g, _ in groups}
-    assert wf._job_name(f"build/features/{profile}/default/{wf.KEY_AWARE_STAMP}") == "features key-aware"
+    assert driver.job_name(f"build/features/{profile}/default/{bookjobs.KEY_AWARE_STAMP}") == "features key-aware"
 
 
 def test_job_seconds_come_from_snakemake_s_own_stamps():
@@ -296,4 +297,4 @@ def test_job_seconds_come_from_snakemake_s_own_stamps():
            "[Tue Dec  1 13:34:55 2026]\nlocalrule features:\n    output: build/features/cpu/default/vit_8.done\n"
            "    jobid: 3\n[Tue Dec  1 13:35:40 2026]\nFinished jobid: 14 (Rule: chapter_02_classification)\n"
            "[Tue Dec  1 13:36:00 2026]\nFinished jobid: 3 (Rule: features)\n")
-    assert wf.job_seconds(log) == {"02_classification": 46.0, "features vit (paper's domains)": 65.0}
+    assert driver.job_seconds(log) == {"02_classification": 46.0, "features vit (paper's domains)": 65.0}

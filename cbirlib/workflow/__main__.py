@@ -1,0 +1,7 @@
+"""``python -m cbirlib.workflow``: see :mod:`cbirlib.workflow.commands`."""
+
+import sys
+
+from .commands import main
+
+sys.exit(main())
