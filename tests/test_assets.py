@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from cbirlib import assets
-from cbirlib.assets import Asset, AssetError
+from cbirlib.datasets import assets
+from cbirlib.datasets.assets import Asset, AssetError
 
 
 def _fake(tmp_path, monkeypatch, content: bytes, registry="debian") -> Asset:

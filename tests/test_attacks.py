@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.ndimage import gaussian_filter
 
-from cbirlib import attacks, cipher, keys, knownplaintext
+from cbirlib.core import attacks, cipher, keys, knownplaintext
 from cbirlib.studies import securitystudy
 
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from cbirlib import book
+from cbirlib.reporting import book
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_citation_comes_from_citation_cff():
 
 
 @pytest.mark.parametrize("output, kind", [
-    ("/work/main/cbirlib/train.py:368: UserWarning: weights='auto' ...", "warning"),
+    ("/work/main/cbirlib/learning/train.py:368: UserWarning: weights='auto' ...", "warning"),
     ("DeprecationWarning: You are using the legacy exporter", "warning"),
     ("WARNING: Please use quant_pre_process to pre-process the model", "log line"),
     ("[IPKernelApp] WARNING | Kernel is running over TCP", "log line"),

@@ -5,9 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cbirlib import cipher, keys, schedule
-from cbirlib.cipher import CipherInputError
-from cbirlib.keys import CipherParams, KeyUsageError
+from cbirlib.core import cipher, keys, schedule
+from cbirlib.core.cipher import CipherInputError
+from cbirlib.core.keys import CipherParams, KeyUsageError
 
 
 def key_for(block=8, strength=255, swap=True, seed=0, image_id="img"):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cbirlib.learning.experimentconfig import ExperimentError
 from cbirlib.studies import classificationstudy as cs
-from cbirlib.experimentconfig import ExperimentError
 
 
 @pytest.fixture
@@ -73,7 +73,8 @@ def test_paper_profile_is_table_iv_with_mixed_precision_recorded():
 
 
 def test_amp_is_a_no_op_on_the_cpu(toy):
-    from cbirlib import data, train
+    from cbirlib.datasets import data
+    from cbirlib.learning import train
 
     cfg = cs.point_config(point(toy, domain="plain", trainable="all", epochs=1, amp=True, fold=0))
     res = train.run_domain(cfg, data.open_dataset(str(toy)), "plain", progress=False)

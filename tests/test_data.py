@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cbirlib import data, defaultdata, splits
-from cbirlib.data import DatasetError
+from cbirlib.datasets import data, defaultdata, splits
+from cbirlib.datasets.data import DatasetError
 
 
 # --------------------------------------------------------------------------- slab split
@@ -184,7 +184,7 @@ def test_default_dataset_acceptance(default_dataset):
     assert splits.min_cross_split_distance(t) >= gap
     assert t.path.is_unique
     # the files are the ones the manifest describes
-    from cbirlib.assets import sha256_file
+    from cbirlib.datasets.assets import sha256_file
 
     for row in t.iloc[::97].itertuples():
         assert sha256_file(ds.root / row.path) == row.sha256

@@ -6,7 +6,8 @@ import shutil
 import pytest
 import torch
 
-from cbirlib import device, models, paths
+from cbirlib import device, paths
+from cbirlib.learning import models
 
 
 @pytest.mark.parametrize("model", ["vgg16", "vit"])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cbirlib import features, models
+from cbirlib.learning import features, models
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbirlib import cli, imagefiles, keys
-from cbirlib.keys import CipherParams, KeyUsageError
+from cbirlib import cli
+from cbirlib.core import keys
+from cbirlib.core.keys import CipherParams, KeyUsageError
+from cbirlib.protocol import imagefiles
 
 
 @pytest.fixture

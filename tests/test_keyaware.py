@@ -5,8 +5,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from cbirlib import cipher, experimentconfig, keyaware, keys, models
-from cbirlib.keys import KeyUsageError
+from cbirlib.core import cipher, keys
+from cbirlib.core.keys import KeyUsageError
+from cbirlib.learning import experimentconfig, keyaware, models
 
 
 def _key(seed: int = 0, b: int = 14) -> keys.Key:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cbirlib import cipher, keyexpansion, keys, schedule
-from cbirlib.keys import CipherParams, KeyFileError
+from cbirlib.core import cipher, keyexpansion, keys, schedule
+from cbirlib.core.keys import CipherParams, KeyFileError
 
 IMG = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from cbirlib import keys
-from cbirlib.keys import CipherParams, KeyFileError, KeyUsageError
+from cbirlib.core import keys
+from cbirlib.core.keys import CipherParams, KeyFileError, KeyUsageError
 
 
 def test_generate_uses_fresh_randomness():

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from cbirlib import imagemetrics as im, keyspace, keys
+from cbirlib.core import imagemetrics as im, keyspace, keys
 from cbirlib.studies import cipherstudy
 
 

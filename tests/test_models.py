@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from cbirlib import models, weightsources
-from cbirlib.models import WeightsUnavailable
+from cbirlib.learning import models, weightsources
+from cbirlib.learning.models import WeightsUnavailable
 
 
 def test_bundled_vgg16_trunk_is_imagenet_vgg16(weights_assets):
@@ -103,7 +103,7 @@ def test_resample_pos_embed_identity_at_native_size():
 
 def test_weights_provenance_names_files_relative_to_the_project():
     from cbirlib import paths
-    from cbirlib.models import WeightsProvenance
+    from cbirlib.learning.models import WeightsProvenance
 
     inside = paths.cache_dir() / "files" / "vit_onnx" / "w.onnx"
     rec = WeightsProvenance("vit", "a", "bundled", "auto", 3, 56, "s", file=str(inside)).record()

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from cbirlib import plots  # noqa: E402
+from cbirlib.reporting import plots, securityplots
 
 MIN_PT = 7.0
 
@@ -57,7 +57,7 @@ FIGURES = {
     "Fig. 8 (long variant names)": lambda: plots.confusion_matrices(*_confusion(
         ("vgg16",), ("fp32 (no quantization)", "last layer (max), int8 + fine-tuning",
                      "fully (int8 weights, activations uncalibrated: range [-1, 1] assumed)"))),
-    "jigsaw attack": lambda: plots.attack_success(_jigsaw()),
+    "jigsaw attack": lambda: securityplots.attack_success(_jigsaw()),
     "int8 trade-off": lambda: plots.quant_tradeoff(_onnx()),
     "classification sweep": lambda: plots.sweep_accuracy(_sweep_view(), "a title"),
 }
@@ -70,7 +70,7 @@ def test_no_text_is_smaller_than_7_pt_at_the_books_width(name):
 
 
 def test_the_jigsaw_axis_shows_the_block_sizes_and_nothing_else():
-    fig = plots.attack_success(_jigsaw())
+    fig = securityplots.attack_success(_jigsaw())
     fig.canvas.draw()
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels(minor=False) if t.get_text()]
     assert labels == ["4", "8", "14", "16", "32"]

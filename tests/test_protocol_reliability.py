@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbirlib import cipher, cli, features, imagefiles, keys, models, retrieval
-from cbirlib.keys import CipherParams
-from cbirlib.retrieval import CloudServer, DataOwner, QueryUser, RetrievalError
+from cbirlib import cli
+from cbirlib.core import cipher, keys
+from cbirlib.core.keys import CipherParams
+from cbirlib.learning import features, models
+from cbirlib.protocol import imagefiles, retrieval
+from cbirlib.protocol.retrieval import CloudServer, DataOwner, QueryUser, RetrievalError
 
 PARAMS = CipherParams(8, 255, True)
 

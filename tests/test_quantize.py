@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cbirlib import quantize as qz
-from cbirlib.quantize import QuantizationError
+from cbirlib.learning import quantize as qz
+from cbirlib.learning.quantize import QuantizationError
 
 
 def test_calibrators_on_hand_computed_cases():

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from cbirlib import paper
+from cbirlib.learning.experimentconfig import ExperimentConfig, ExperimentError
 from cbirlib.studies import quantstudy as qs
-from cbirlib.experimentconfig import ExperimentConfig, ExperimentError
 
 
 @pytest.fixture(scope="module")

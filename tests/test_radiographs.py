@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from cbirlib import radiographs as rg
+from cbirlib.datasets import radiographs as rg
 
 
 def test_attenuation_of_air_water_bone():

@@ -118,7 +118,7 @@ def test_every_documented_make_run_builds_its_book(project, line):
     nb = re.search(r"NB=(\w+)", line).group(1)
     page = (Path(index.group(1)).parent / "executed" / f"{nb}.html").read_text()
     assert "ran with" in page and "non-default parameters" in page
-    from cbirlib import book
+    from cbirlib.reporting import book
 
     assert book.check_site(Path(index.group(1)).parent) == []
     assert book_hashes(default_html) == before, "a rerun never touches the default book"

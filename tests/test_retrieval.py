@@ -3,9 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbirlib import features, indexes, keys, models, retrievalmetrics
-from cbirlib.keys import CipherParams
-from cbirlib.retrieval import Ciphertexts, CloudServer, DataOwner, QueryUser, RetrievalError
+from cbirlib.core import keys
+from cbirlib.core.keys import CipherParams
+from cbirlib.learning import features, indexes, models, retrievalmetrics
+from cbirlib.protocol.retrieval import Ciphertexts, CloudServer, DataOwner, QueryUser, RetrievalError
 
 
 @pytest.fixture(scope="module")

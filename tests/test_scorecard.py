@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from cbirlib import paper, results, scorecard
+from cbirlib import paper, results
+from cbirlib.reporting import claims, scorecard, verdicts
 
 
 def _write(root, notebook, name, rows, parameters=None):
@@ -32,7 +33,7 @@ def _table_v_results(root, aes_paper_entropy):
 
 def test_table_v_verdicts(tmp_path):
     _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
-    rows = {r.claim: r for r in scorecard.table_v(scorecard.Results(tmp_path))}
+    rows = {r.claim: r for r in claims.table_v(scorecard.Results(tmp_path))}
     assert rows["MTCE entropy"].verdict == "reproduced"          # 7.392 inside 7.35 ± 0.075
     assert rows["MTCE mse"].verdict == "differs"                 # 12766 outside 12000 ± 560
     assert rows["MTCE psnr"].verdict == "differs"                # 7.07 inside 7.0 ± 0.19, but PSNR is MSE's
@@ -46,7 +47,7 @@ def test_table_v_verdicts(tmp_path):
 
 def test_aes_entropy_is_not_called_an_error_without_the_evidence(tmp_path):
     _table_v_results(tmp_path, 7.99)
-    rows = {r.claim: r for r in scorecard.table_v(scorecard.Results(tmp_path))}
+    rows = {r.claim: r for r in claims.table_v(scorecard.Results(tmp_path))}
     assert rows["AES entropy"].verdict == "not comparable here"  # no constant-image evidence: not judged as AES
 
 
@@ -54,25 +55,25 @@ def test_key_space_verdicts(tmp_path):
     rows = [dict(block_size=8, count=c, term="total", bits=b, source="ours") for c, b in
             [("paper eq. (4)", 1000.0), ("cipher as implemented", 4000.0), ("effective key strength", 256.0)]]
     _write(tmp_path, "01_encryption", "key_space_bits", rows)
-    eq4, eq5 = scorecard.key_space(scorecard.Results(tmp_path))
+    eq4, eq5 = claims.key_space(scorecard.Results(tmp_path))
     assert eq4.verdict == "paper error" and eq5.verdict == "reproduced"
     rows[1]["bits"] = 1000.0
     _write(tmp_path, "01_encryption", "key_space_bits", rows)
-    assert scorecard.key_space(scorecard.Results(tmp_path))[0].verdict == "reproduced"
+    assert claims.key_space(scorecard.Results(tmp_path))[0].verdict == "reproduced"
 
 
 def test_tolerance_edges_for_quantities_without_noise():
-    assert scorecard._tolerance(0.25, 0.26, "int8 / fp32 bytes") == "reproduced"   # exactly the tolerance
-    assert scorecard._tolerance(0.25, 0.2601, "int8 / fp32 bytes") == "differs"
-    assert scorecard._tolerance(1000.0, 1010.0, "key space bits") == "reproduced"   # 1 % of the paper's value
+    assert verdicts.tolerance_verdict(0.25, 0.26, "int8 / fp32 bytes") == "reproduced"   # exactly the tolerance
+    assert verdicts.tolerance_verdict(0.25, 0.2601, "int8 / fp32 bytes") == "differs"
+    assert verdicts.tolerance_verdict(1000.0, 1010.0, "key space bits") == "reproduced"   # 1 % of the paper's value
 
 
 def test_a_rate_is_judged_by_its_interval_and_not_judged_when_not_comparable():
-    row = scorecard._rate_row("S", "T", "c", 0.9, 0.85, 0.80, 0.91, 100, "", "x#y", True)
+    row = verdicts.rate_row("S", "T", "c", 0.9, 0.85, 0.80, 0.91, 100, "", "x#y", True)
     assert row.verdict == "reproduced" and "inside" in row.note
-    row = scorecard._rate_row("S", "T", "c", 0.95, 0.85, 0.80, 0.91, 100, "", "x#y", True)
+    row = verdicts.rate_row("S", "T", "c", 0.95, 0.85, 0.80, 0.91, 100, "", "x#y", True)
     assert row.verdict == "differs"
-    row = scorecard._rate_row("S", "T", "c", 0.95, 0.85, 0.80, 0.91, 100, "", "x#y", False, "a CPU stand-in")
+    row = verdicts.rate_row("S", "T", "c", 0.95, 0.85, 0.80, 0.91, 100, "", "x#y", False, "a CPU stand-in")
     assert row.verdict == "not comparable here" and "a CPU stand-in" in row.note and "outside" in row.note
 
 
@@ -91,14 +92,14 @@ def _classification_results(root, profile, ours_acc):
 def test_classification_has_one_row_per_model_and_domain_judged_only_at_the_paper_profile(tmp_path):
     accs = {"plaintext": 0.9, "MTCE 8-px blocks": 0.6, "MTCE 1-px blocks": 0.25}
     _classification_results(tmp_path, "paper", accs)
-    rows = scorecard.tables_vi_vii(scorecard.Results(tmp_path))
+    rows = claims.tables_vi_vii(scorecard.Results(tmp_path))
     assert len(rows) == 2 * 3 + 2  # no figure duplicates: Figs. 6-7 share the tables' rows
     by = {(r.claim.split(",")[0], r.claim.split(",")[1].split(":")[0].strip()): r for r in rows[:6]}
     assert by[("ViT", "plaintext")].verdict == "reproduced" and by[("ViT", "plaintext")].n == 60
     assert by[("ViT", "8-px blocks")].verdict == "differs"
     assert rows[6].verdict == "reproduced"  # 0.9 > 0.6 > 0.25 with intervals apart at n = 60
     _classification_results(tmp_path, "cpu", accs)
-    rows = scorecard.tables_vi_vii(scorecard.Results(tmp_path))
+    rows = claims.tables_vi_vii(scorecard.Results(tmp_path))
     assert {r.verdict for r in rows[:6]} == {"not comparable here"}
     assert all("not the paper's setup" in r.note for r in rows[:6])
 
@@ -110,19 +111,19 @@ def test_missing_results_name_the_notebook(tmp_path):
 
 def test_unknown_verdict_is_an_error():
     with pytest.raises(ValueError, match="verdict must be one of"):
-        scorecard.Row("s", "i", "c", 1.0, 1.0, "fine", "", "x#y")
+        verdicts.Row("s", "i", "c", 1.0, 1.0, "fine", "", "x#y")
 
 
 def test_build_tidy_counts_and_html(tmp_path):
     _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
-    card = scorecard.build(tmp_path, claims=[scorecard.table_v])
-    assert len(card) == 8 and set(card.verdict) <= set(scorecard.VERDICTS)
+    card = scorecard.build(tmp_path, claims=[claims.table_v])
+    assert len(card) == 8 and set(card.verdict) <= set(verdicts.VERDICTS)
     assert card.loc[card.claim == "MTCE ssim", "low"].notna().all()
     long = scorecard.tidy(card)
     assert sorted(long.source.unique()) == ["ours", "paper"] and len(long) == 16
     assert long.loc[long.source == "paper", "low"].isna().all()
     counts = scorecard.counts(card)
-    assert list(counts.verdict) == list(scorecard.VERDICTS) and counts.claims.sum() == 8
+    assert list(counts.verdict) == list(verdicts.VERDICTS) and counts.claims.sum() == 8
     html = scorecard.to_html(card)
     assert 'href="01_encryption.html#table-v-beside-the-paper"' in html and "paper error" in html
     assert "n = 30" in html  # the interval and its count under ours
@@ -137,13 +138,13 @@ def test_other_settings_read_not_comparable_with_the_reason(tmp_path):
     _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
     _write(tmp_path, "01_encryption", "table_v", results.read_table("01_encryption", "table_v", tmp_path).to_dict("records"),
            {"profile": "ci", "block_size": 16})
-    card = scorecard.build(tmp_path, claims=[scorecard.table_v])
+    card = scorecard.build(tmp_path, claims=[claims.table_v])
     assert list(card.verdict) == ["not comparable here"]
     assert "block_size = 16" in card.note.iloc[0] and "judged on 8" in card.note.iloc[0]
 
 
 def test_missing_evidence_never_crashes_and_names_no_machine_path(tmp_path):
-    card = scorecard.build(tmp_path, claims=[scorecard.memory, scorecard.fig_4])
+    card = scorecard.build(tmp_path, claims=[claims.memory, claims.fig_4])
     assert set(card.verdict) == {"not comparable here"} and len(card) == 2
     assert not card.note.str.contains(str(tmp_path)).any()
     html = scorecard.to_html(card)
@@ -154,7 +155,7 @@ def test_the_data_row_describes_the_data_that_ran(tmp_path):
     _write(tmp_path, "00_data", "dataset_counts",
            [dict(label="a", split="train", images=10, source="ours"), dict(label="a", split="train", images=1000, source="paper")],
            {"profile": "ci", "data": "/somewhere/my-scans"})
-    row = scorecard.build(tmp_path, claims=[scorecard.dataset]).iloc[0]
+    row = scorecard.build(tmp_path, claims=[claims.dataset]).iloc[0]
     assert "my-scans" in row.note and "13 people" not in row.note
 
 
@@ -165,7 +166,7 @@ def test_every_evidence_link_names_a_section_of_its_chapter():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    links = set(re.findall(r'"(\d\d_[a-z_]+)#([^"]+)"', (root / "cbirlib" / "scorecard.py").read_text()))
+    links = set(re.findall(r'"(\d\d_[a-z_]+)#([^"]+)"', (root / "cbirlib" / "reporting" / "claims.py").read_text()))
     assert links
     for nb, section in links:
         cells = json.loads((root / "notebooks" / f"{nb}.ipynb").read_text())["cells"]
@@ -178,11 +179,11 @@ def test_the_forest_plot_draws_every_claim_with_an_interval(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from cbirlib import plots
+    from cbirlib.reporting import plots
 
     _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
     _classification_results(tmp_path, "cpu", {"plaintext": 0.9, "MTCE 8-px blocks": 0.6, "MTCE 1-px blocks": 0.35})
-    card = scorecard.build(tmp_path, claims=[scorecard.table_v, scorecard.tables_vi_vii])
+    card = scorecard.build(tmp_path, claims=[claims.table_v, claims.tables_vi_vii])
     fig = plots.scorecard_forest(card)
     rates, means = fig.axes[:2]
     assert len(rates.get_yticklabels()) == 6  # the six accuracy rows
@@ -195,9 +196,9 @@ def test_the_forest_plot_of_a_run_with_nothing_comparable_says_so(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from cbirlib import plots
+    from cbirlib.reporting import plots
 
-    card = scorecard.build(tmp_path, claims=[scorecard.memory, scorecard.fig_4])  # evidence missing
+    card = scorecard.build(tmp_path, claims=[claims.memory, claims.fig_4])  # evidence missing
     fig = plots.scorecard_forest(card)
     assert any("no measured claim" in t.get_text() for ax in fig.axes for t in ax.texts)
 
@@ -242,7 +243,7 @@ def _security_results(root, excess, sweep):
 @pytest.mark.parametrize("excess, verdict", [(0.1, "differs"), (0.0, "reproduced")])
 def test_security_verdicts_come_from_the_sweep_s_intervals(tmp_path, excess, verdict):
     _security_results(tmp_path, excess, sweep=True)
-    jigsaw, recovery, probe = scorecard.security(scorecard.Results(tmp_path))
+    jigsaw, recovery, probe = claims.security(scorecard.Results(tmp_path))
     assert jigsaw.verdict == verdict and jigsaw.n == 24 and jigsaw.low <= jigsaw.ours <= jigsaw.high
     assert (jigsaw.low > 0) == (verdict == "differs")
     assert "committed attacks sweep" in jigsaw.note and jigsaw.evidence.endswith("the committed sweep")
@@ -252,6 +253,6 @@ def test_security_verdicts_come_from_the_sweep_s_intervals(tmp_path, excess, ver
 
 def test_security_falls_back_to_the_chapter_s_means_without_the_sweep(tmp_path):
     _security_results(tmp_path, 0.1, sweep=False)
-    jigsaw, recovery, _ = scorecard.security(scorecard.Results(tmp_path))
+    jigsaw, recovery, _ = claims.security(scorecard.Results(tmp_path))
     assert jigsaw.verdict == "differs" and jigsaw.n is None and "this run" in jigsaw.note
     assert recovery.verdict == "reproduced" and recovery.low is None

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cbirlib import splits
-from cbirlib.splits import SplitError
+from cbirlib.datasets import splits
+from cbirlib.datasets.splits import SplitError
 
 
 def stacks(sizes, step=2.0, labels=None):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from cbirlib import paths, sweeptables
+from cbirlib import paths
+from cbirlib.reporting import sweeptables
 
 pytestmark = pytest.mark.skipif(not (paths.results_dir() / "sweeps" / "classification" / "accuracy.csv").exists(),
                                 reason="the classification sweep has not run in this checkout")

@@ -8,8 +8,10 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 from dataclasses import replace
 
-from cbirlib import cipher, data, evaluate, fitting, train
-from cbirlib.experimentconfig import Domain, ExperimentConfig, ExperimentError
+from cbirlib.core import cipher
+from cbirlib.datasets import data
+from cbirlib.learning import evaluate, fitting, train
+from cbirlib.learning.experimentconfig import Domain, ExperimentConfig, ExperimentError
 
 
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=60))

@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cbirlib import paths, profiles
+from cbirlib.datasets import data
+from cbirlib.learning.experimentconfig import Domain
 from cbirlib.studies import classificationstudy as cs
-from cbirlib import data, paths, profiles
 from cbirlib.workflow import bookjobs, driver, sweeps
-from cbirlib.experimentconfig import Domain
 
 ROOT = paths.project_root()
 
@@ -153,9 +154,9 @@ arms:
 
 
 def test_slurm_profile_submits_the_resources_each_point_asks_for(tmp_path, scratch_project):
-    sweeps = tmp_path / "sweeps"
-    sweeps.mkdir()
-    (sweeps / "gpu-check.yaml").write_text(GPU_SWEEP)
+    sweep_dir = tmp_path / "sweeps"
+    sweep_dir.mkdir()
+    (sweep_dir / "gpu-check.yaml").write_text(GPU_SWEEP)
     fake = tmp_path / "bin"
     fake.mkdir()
     log, ids = tmp_path / "sbatch.log", tmp_path / "ids"
@@ -171,7 +172,7 @@ def test_slurm_profile_submits_the_resources_each_point_asks_for(tmp_path, scrat
     (fake / "sacctmgr").write_text("#!/usr/bin/env bash\necho your-account\n")
     for f in fake.iterdir():
         f.chmod(0o755)
-    env = os.environ | {"PATH": f"{fake}:{os.environ['PATH']}", "CBIR_SWEEPS_DIR": str(sweeps),
+    env = os.environ | {"PATH": f"{fake}:{os.environ['PATH']}", "CBIR_SWEEPS_DIR": str(sweep_dir),
                         "CBIR_HOME": str(scratch_project)}
     proc = snakemake(sweeps.aggregate_target("gpu-check"), "--workflow-profile",
                      str(ROOT / "workflow" / "profiles" / "slurm"), "--slurm-init-seconds-before-status-checks",
@@ -187,10 +188,10 @@ def test_slurm_profile_submits_the_resources_each_point_asks_for(tmp_path, scrat
 
 
 def test_kubernetes_profile_plans_gpu_requests(tmp_path):
-    sweeps = tmp_path / "sweeps"
-    sweeps.mkdir()
-    (sweeps / "gpu-check.yaml").write_text(GPU_SWEEP)
-    env = os.environ | {"CBIR_SWEEPS_DIR": str(sweeps)}
+    sweep_dir = tmp_path / "sweeps"
+    sweep_dir.mkdir()
+    (sweep_dir / "gpu-check.yaml").write_text(GPU_SWEEP)
+    env = os.environ | {"CBIR_SWEEPS_DIR": str(sweep_dir)}
     proc = snakemake(sweeps.aggregate_target("gpu-check"), "--dry-run", "--workflow-profile",
                      str(ROOT / "workflow" / "profiles" / "kubernetes"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,5 +1,5 @@
 """The studies wing: one module per chapter's runs (``cipherstudy`` 01, ``classificationstudy``
 02, ``retrievalstudy`` 03, ``quantstudy`` 04, ``securitystudy`` 05, ``keyawarestudy`` 06), the
 attacks sweep's points (``attacksweep``) and a notebook's parameter checks (``parameters``).
-Studies may use every module of the package outside ``cli``, ``workflow`` and ``device``; nothing
+Studies may use every module of the package outside ``cli``, ``device`` and :mod:`cbirlib.workflow`; nothing
 below them imports a study (tests/test_architecture.py)."""

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import data as cbir_data, provenance, results
+from .. import provenance, results
+from ..datasets import data as cbir_data
 from . import securitystudy as ss
 
 #: the attacks a point can run and each one's parameters with their defaults

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import cipher, imagemetrics as im, keys as cbkeys
+from ..core import cipher, imagemetrics as im, keys as cbkeys
 
 
 def _seeded_bytes(seed: int, label: str, n: int) -> bytes:
@@ -19,7 +19,7 @@ def _seeded_bytes(seed: int, label: str, n: int) -> bytes:
 
 def baseline_ciphertexts(image: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """AES-128/256 in ECB, CBC and CTR over one image's bytes, plus a constant (all-zero) image:
-    the output the paper's AES numbers point to (see :func:`cbirlib.imagemetrics.entropy_with_epsilon`)."""
+    the output the paper's AES numbers point to (see :func:`cbirlib.core.imagemetrics.entropy_with_epsilon`)."""
     out = {}
     for bits in (128, 256):
         key = _seeded_bytes(seed, f"aes-{bits}-key", bits // 8)

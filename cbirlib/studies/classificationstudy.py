@@ -4,7 +4,7 @@ A *point* is one cell of a sweep grid (:mod:`cbirlib.workflow`): one model, doma
 split scheme and fold, trained end to end or head-only. :func:`run_point` trains it, predicts
 every test image of its fold, and, as asked, adds beside it
 
-- the ciphertext-statistics probe (:func:`cbirlib.attacks.ciphertext_statistics` + logistic
+- the ciphertext-statistics probe (:func:`cbirlib.core.attacks.ciphertext_statistics` + logistic
   regression) on the same fold's ciphertexts,
 - retrieval with the trained Psi (test images as queries, the fold's train + val images as the
   database; per-query average precision and precision at 10),
@@ -34,12 +34,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import (attacks, data as cbir_data, models, profiles, provenance, results, retrievalmetrics,
-                splits, stats, train)
+from .. import profiles, provenance, results, stats
+from ..core import attacks
+from ..datasets import data as cbir_data, splits
+from ..learning import models, retrievalmetrics, train
+from ..learning.experimentconfig import Domain, ExperimentConfig, ExperimentError
 from . import quantstudy
-from ..experimentconfig import Domain, ExperimentConfig, ExperimentError
 
-#: keys a sweep point may set besides those of :class:`~cbirlib.experimentconfig.ExperimentConfig`
+#: keys a sweep point may set besides those of :class:`~cbirlib.learning.experimentconfig.ExperimentConfig`
 POINT_OPTIONS = {"domain": "plain", "probe": True, "retrieval": False, "quantization": False}
 _CONFIG_FIELDS = {f.name for f in fields(ExperimentConfig)} - {"domains", "profile"}
 
@@ -50,6 +52,8 @@ def config_for(profile: str, model: str, **overrides) -> ExperimentConfig:
     warns once when it falls back to the bundled weights)."""
     if profile not in profiles.PROFILE_NAMES:
         raise ExperimentError(f"unknown profile {profile!r}; choose one of {profiles.PROFILE_NAMES}")
+    if model not in models.MODEL_NAMES:  # before the weights are looked up for it
+        raise ExperimentError(f"unknown model {model!r}; choose one of {models.MODEL_NAMES}")
     p = profiles.PROFILES["02_classification"][profile]
     base = {k: p[k] for k in ("image_size", "trainable", "epochs", "batch_size", "lr", "train_per_class",
                               "val_per_class", "test_per_class", "domains", "amp") if k in p}
@@ -71,7 +75,7 @@ def check_point(point: dict) -> dict:
 
 
 def point_config(point: dict) -> ExperimentConfig:
-    """The :class:`~cbirlib.experimentconfig.ExperimentConfig` of a point (one domain)."""
+    """The :class:`~cbirlib.learning.experimentconfig.ExperimentConfig` of a point (one domain)."""
     p = check_point(point)
     kw = {k: v for k, v in p.items() if k in _CONFIG_FIELDS}
     return ExperimentConfig(domains=(p["domain"],), profile=p.get("sweep", "sweep"), **kw)
@@ -367,7 +371,8 @@ def live_run(configs: list[ExperimentConfig], results_name: str, parameters: dic
     Table IV beside the setup and Tables VI-VII beside the paper; writes setup, table_vi_vii,
     confusion and history under ``<results_dir>/<results_name>/``. Returns the experiments and
     tables (keys: experiments, setup, table, paper, confusion, history)."""
-    from .. import evaluate, experimentconfig, paper
+    from .. import paper
+    from ..learning import evaluate, experimentconfig
 
     setup = pd.concat([experimentconfig.setup_table(c) for c in configs], ignore_index=True)
     results.write_table(setup, results_name, "setup", parameters, results_dir)

@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import (attacks, cipher, data as cbdata, evaluate, experimentconfig, features, fitting, keyaware, keys as cbkeys,
-                models, paths, profiles, retrieval, retrievalmetrics, stats, train)
+from .. import paths, profiles, stats
+from ..core import attacks, cipher, keys as cbkeys
+from ..datasets import data as cbdata
+from ..learning import evaluate, experimentconfig, features, fitting, keyaware, models, retrievalmetrics, train
+from ..protocol import retrieval
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,7 @@ HISTOGRAM_VARIANT = "plaintext, 32-bin intensity histogram (no network)"
 
 def retrieval_by_source(study: Study, dataset) -> pd.DataFrame | None:
     """Each variant's retrieval split by where the neighbours come from (see
-    :func:`cbirlib.retrievalmetrics.source_breakdown`; source = the scan an image was sliced from), beside
+    :func:`cbirlib.learning.retrievalmetrics.source_breakdown`; source = the scan an image was sliced from), beside
     a network-free baseline: the plaintext's intensity histogram. None when the data has no
     ``volume`` column (every image its own source). Tidy rows: variant, metric, value, source."""
     if "volume" not in dataset.table:

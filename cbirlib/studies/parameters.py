@@ -119,7 +119,7 @@ def check_available(notebook: str, values: dict) -> None:
     (never downloaded) must already be in the torch cache."""
     if values.get("weights") != "torchvision":
         return
-    from .. import models, weightsources
+    from ..learning import models, weightsources
 
     wanted = values.get("models_to_run") or [values.get("model", "vit")]
     missing = [str(weightsources.torchvision_checkpoint(m)) for m in wanted if m in models.MODEL_NAMES

@@ -13,8 +13,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import data as cbir_data, evaluate, features, fitting, models, paper, paths, quantize as qz, runtime, train
-from ..experimentconfig import Domain, ExperimentConfig, ExperimentError
+from .. import paper, paths, runtime
+from ..datasets import data as cbir_data
+from ..learning import evaluate, features, fitting, models, quantize as qz, train
+from ..learning.experimentconfig import Domain, ExperimentConfig, ExperimentError
 
 PAPER_CALIBRATORS = {"max": "max", "kl": "KL", "percentile": "99%"}
 

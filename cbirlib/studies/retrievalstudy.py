@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import cipher, data as cbir_data, keys, models, paths, retrieval, retrievalmetrics, train
-from ..experimentconfig import Domain, ExperimentConfig
+from .. import paths
+from ..core import cipher, keys
+from ..datasets import data as cbir_data
+from ..learning import models, retrievalmetrics, train
+from ..learning.experimentconfig import Domain, ExperimentConfig
+from ..protocol import retrieval
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The security chapter's experiments: the attacks of :mod:`cbirlib.attacks` run on MTCE
+"""The security chapter's experiments: the attacks of :mod:`cbirlib.core.attacks` run on MTCE
 ciphertexts of the dataset, as tidy tables, plus the privacy–utility frontier."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import attacks, cipher, data as cbdata, keys as cbkeys, knownplaintext, results as cbresults, stats
-from ..experimentconfig import KEY_MODES
+from .. import results as cbresults, stats
+from ..core import attacks, cipher, keys as cbkeys, knownplaintext
+from ..datasets import data as cbdata
+from ..learning.experimentconfig import KEY_MODES
 
 
 def _keys(master: cbkeys.Key, ids: Sequence[str], key_mode: str) -> list[cbkeys.Key]:

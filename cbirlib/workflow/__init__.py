@@ -8,7 +8,7 @@ Two kinds of work go through the same engine:
 - **the book**: one job per chapter notebook (papermill), in parallel where the chapters'
   dependencies allow (:data:`.bookjobs.UPSTREAM`), after jobs that compute the frozen-trunk features the
   chapters share (:func:`.bookjobs.feature_groups`, :func:`.bookjobs.chapter_features`, and the key-aware study's own
-  job; cached by content, :mod:`cbirlib.features`);
+  job; cached by content, :mod:`cbirlib.learning.features`);
 - **sweeps**: a YAML file in ``workflow/sweeps/`` describes a grid of a chapter's parameters;
   every point of the grid is one job that writes its own folder of tidy results, and one
   aggregation job per sweep joins them into ``results/sweeps/<name>/`` with intervals. An

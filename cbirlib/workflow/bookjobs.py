@@ -67,7 +67,7 @@ def feature_jobs(profile: str) -> list[tuple[str, str]]:
     p = profiles.PROFILES["02_classification"][profile]
     if p["trainable"] != "head":
         return []
-    from ..models import MODEL_NAMES
+    from ..learning.models import MODEL_NAMES
 
     return [(m, str(d)) for m in MODEL_NAMES for d in p["domains"]]
 
@@ -108,7 +108,8 @@ def warm_features(profile: str, data: str, model: str, domains: list[str], seed:
     on the other images of a batch). Returns the image count per domain."""
     import numpy as np
 
-    from .. import data as cbir_data, experimentconfig, features, models, train
+    from ..datasets import data as cbir_data
+    from ..learning import experimentconfig, features, models, train
     from ..studies import classificationstudy
 
     cfg = classificationstudy.config_for(profile, model, data=data, seed=seed)
@@ -137,7 +138,7 @@ def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results
     the job's log), then fold the injected-parameters cell."""
     import papermill as pm
 
-    from .. import book
+    from ..reporting import book
 
     params = {"profile": profile} | ({"data": data} if data != "default" else {}) | (parameters or {})
     if results_dir:

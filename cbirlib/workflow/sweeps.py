@@ -157,7 +157,8 @@ def run_sweep_point(name: str, point_id: str, out: Path | None = None) -> Path:
 def aggregate_sweep(name: str) -> list[Path]:
     """Join every finished point of a sweep into ``results/sweeps/<name>/<table>.csv`` with
     provenance (the sweep file, its label, points run and missing)."""
-    from .. import data as cbir_data, results
+    from .. import results
+    from ..datasets import data as cbir_data
 
     sweep = load_sweep(name)
     folder = sweep_results(name)

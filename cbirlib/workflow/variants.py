@@ -99,7 +99,7 @@ def build_variant_book(variant: Variant) -> Path:
                 shutil.copytree(src, dst)
             else:
                 shutil.copy2(src, dst)
-    from .. import book
+    from ..reporting import book
 
     for nb in book_dir.glob("executed/*.ipynb"):
         book.hide_injected_parameters(nb)
@@ -135,7 +135,7 @@ def run_notebook_variant(nb: str, params: dict, profile: str, data: str = "defau
 
 def run_data_variant(data: str, profile: str, cores: int | None = None) -> Path:
     """``make book DATA=<folder>``: every chapter on the folder, into its own variant book."""
-    from .. import data as cbir_data
+    from ..datasets import data as cbir_data
 
     cbir_data.open_dataset(data)  # a clear error for a missing or malformed folder, before any work
     variant = Variant(variant_name(None, {}, str(Path(data).resolve())), profile, str(Path(data).resolve()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import paper, paths, results, stats
+from .. import paper, paths, results, stats
 
 DOMAINS = ("plaintext", "MTCE 8-px blocks", "MTCE 1-px blocks")
 #: what identifies a configuration in the sweep tables

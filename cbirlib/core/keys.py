@@ -33,7 +33,7 @@ KEY_FILE_VERSION = 2
 #: key file versions this cbirlib reads (version 1 files predate key expansion 2: their keys
 #: expand with version 1, so ciphertexts made with them still decrypt)
 KEY_FILE_VERSIONS = (1, 2)
-#: key expansion versions (:mod:`cbirlib.keyexpansion`): 1 sorts 64-bit random keys, 2 shuffles
+#: key expansion versions (:mod:`cbirlib.core.keyexpansion`): 1 sorts 64-bit random keys, 2 shuffles
 #: with Fisher-Yates (the default since 2026-12; it gives other ciphertexts for the same key)
 EXPANSIONS = (1, 2)
 KINDS = ("master", "image", "shared")

@@ -1,6 +1,6 @@
 """Uniform random permutations from a keystream: MTCE key expansion, version 2.
 
-One image's key is expanded from its AES-256-CTR keystream (:func:`cbirlib.keys.keystreams`),
+One image's key is expanded from its AES-256-CTR keystream (:func:`cbirlib.core.keys.keystreams`),
 read as little-endian 16-bit words ``w[0], w[1], ...``, in this order:
 
 1. **block order**: a Fisher-Yates shuffle of the K blocks (``order[i]`` for i = K-1 down to 1
@@ -26,13 +26,13 @@ there is no modulo bias. Since the pool's place in the stream is fixed and CTR m
 stream without changing its start, the result does not depend on the pool's size: a pool that
 runs out (it is sized for ten times the expected rejections) is simply made larger.
 
-Speed. Version 1 (:func:`cbirlib.schedule.expand` with ``expansion=1``) sorted one random 64-bit
+Speed. Version 1 (:func:`cbirlib.core.schedule.expand` with ``expansion=1``) sorted one random 64-bit
 key per value: 8 keystream bytes and an ``O(n log n)`` sort per value. Here a value costs two
 keystream bytes, one multiplication and one swap in a compiled loop (numba, ``nogil`` so that
 threads expand images in parallel): each block is copied into a small buffer, shuffled there and
 copied to its place, either as the image's values (encryption while expanding: no index is
-written) or as their positions (the gather index of a :class:`cbirlib.schedule.Schedule`); see
-:mod:`cbirlib._keyexpansion_kernels` for what was measured.
+written) or as their positions (the gather index of a :class:`cbirlib.core.schedule.Schedule`); see
+:mod:`cbirlib.core._keyexpansion_kernels` for what was measured.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def block_offsets(h: int, w: int, c: int, b: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _kernels():
-    from . import _keyexpansion_kernels  # numba is imported here, on first use
+    from . import _keyexpansion_kernels
 
     return _keyexpansion_kernels
 
@@ -124,7 +124,7 @@ def permute_image(words: np.ndarray, pool_start: int, *, block_size: int, image:
 
 def gather(src: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = src[index[i]]`` for 1-D arrays (int32 or int64 ``index``), compiled; the
-    caller guarantees the bounds (:func:`cbirlib.cipher.apply_schedule` checks the shapes)."""
+    caller guarantees the bounds (:func:`cbirlib.core.cipher.apply_schedule` checks the shapes)."""
     _kernels().gather(src, index, out)
 
 

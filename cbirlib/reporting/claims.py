@@ -1,172 +1,19 @@
-"""The reproduction scorecard: every table, figure and numeric claim of the paper, the paper's
-value beside ours, the difference and a verdict — computed from the ``results/`` CSVs that the
-chapters wrote, never typed by hand.
-
-A claim is a small function that reads result tables and returns :class:`Row` s; the verdict rules
-sit next to the numbers they judge. Verdicts:
-
-- ``reproduced``: the paper's value lies inside our 95 % interval (or within the tolerance of a
-  quantity without sampling noise), or the claim holds;
-- ``differs``: it does not, for a reason the note names (e.g. a CPU profile, other data);
-- ``paper error``: the results show the paper's value cannot be what it says it is;
-- ``not reproducible here``: it rests on something we do not have (the paper's private data);
-- ``not comparable here``: our evidence is not the paper's setup (a CPU stand-in for Table IV's
-  training, another block size, your own data, ...), so the claim is not judged; the note says what
-  differs. A claim whose evidence is missing from a run reads the same, never a crash;
-- ``new result``: beyond the paper — a measurement the paper does not make, reported as such.
-
-Measured rates and means are judged against our 95 % interval (``low``, ``high``, over ``n``
-images): ``reproduced`` when the paper's value lies inside it, ``differs`` when outside. Quantities
-without sampling noise (counts of key bits, file sizes) are judged with the one tolerance each has
-in :data:`TOLERANCES`. Every claim has one row: a table and the figure that plots the same numbers
-(Table VI and Fig. 6, say) share it.
+"""The paper's claims, one function per item: each reads result tables through
+:class:`~cbirlib.reporting.verdicts.Results` and returns :class:`~cbirlib.reporting.verdicts.Row` s,
+with the verdict rule beside the numbers it judges (:mod:`cbirlib.reporting.verdicts`).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-from docutils.nodes import make_id
 
-from . import paper as cbpaper, results as cbresults, stats
-
-VERDICTS = ("reproduced", "differs", "paper error", "not reproducible here", "not comparable here", "new result")
-#: quantities without sampling noise: (kind, tolerance) — "rel" of the paper's value or "abs"
-TOLERANCES = {"key space bits": ("rel", 0.01), "int8 / fp32 bytes": ("abs", 0.01)}
-#: a known-plaintext attack on per-image keys "recovers nothing" while the upper 95 % bound of its
-#: gain over an unrelated key (share of unseen foreground values decrypted) stays within this
-RECOVERY_TOLERANCE = 0.01
-#: significance level of the paired tests the scorecard reads
-ALPHA = 0.05
-#: an attack table without intervals (older runs): "above chance" means more than this above it
-CHANCE_MARGIN = 0.05
-
-
-@dataclass(frozen=True)
-class Row:
-    """One scorecard line. ``paper`` / ``ours`` are numbers or short texts; ``evidence`` is
-    ``"<chapter>#<section title>"`` (the section title as it reads in the chapter)."""
-
-    section: str
-    item: str
-    claim: str
-    paper: float | str
-    ours: float | str
-    verdict: str
-    note: str
-    evidence: str
-    unit: str = ""
-    low: float | None = None  # our 95 % interval, when ours is a measured rate or mean
-    high: float | None = None
-    n: int | None = None  # images (or units) behind ours
-
-    def __post_init__(self):
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
-
-    @property
-    def difference(self) -> float | None:
-        """ours − paper when both are numbers, else None."""
-        if isinstance(self.paper, (int, float)) and isinstance(self.ours, (int, float)):
-            return float(self.ours) - float(self.paper)
-        return None
-
-
-class Results:
-    """Read-only access to the result tables of one run (``results_dir`` or the default root)."""
-
-    def __init__(self, results_dir: str | Path | None = None):
-        self.root = cbresults.results_root(results_dir)
-        self._cache: dict[tuple[str, str], pd.DataFrame] = {}
-        self._provenance: dict[str, dict] = {}
-
-    def table(self, notebook: str, name: str) -> pd.DataFrame:
-        key = (notebook, name)
-        if key not in self._cache:
-            t = cbresults.read_table(notebook, name, self.root)
-            if t is None:
-                raise FileNotFoundError(
-                    f"{self.root / notebook / (name + '.csv')} is missing: run notebooks/{notebook}.ipynb "
-                    f"with the same results_dir first (make notebooks does them in order)")
-            self._cache[key] = t
-        return self._cache[key]
-
-    def optional(self, notebook: str, name: str) -> pd.DataFrame | None:
-        """The table, or None when this run did not write it."""
-        try:
-            return self.table(notebook, name)
-        except FileNotFoundError:
-            return None
-
-    def parameters(self, notebook: str, name: str) -> dict:
-        """The parameters the table was produced with (from provenance.json)."""
-        if notebook not in self._provenance:
-            self._provenance[notebook] = json.loads((self.root / notebook / "provenance.json").read_text())
-        return self._provenance[notebook]["tables"][name]["parameters"]
-
-    def dataset_name(self) -> str:
-        """The data the data chapter ran on (``default``, or a folder)."""
-        rec = self._table_record("00_data", "dataset_counts")
-        return str((rec.get("dataset") or {}).get("name", rec.get("parameters", {}).get("data", "default")))
-
-    def _table_record(self, notebook: str, name: str) -> dict:
-        if notebook not in self._provenance:
-            path = self.root / notebook / "provenance.json"
-            self._provenance[notebook] = json.loads(path.read_text()) if path.exists() else {"tables": {}}
-        return self._provenance[notebook]["tables"].get(name, {})
-
-    def profiles(self) -> list[str]:
-        """The profiles the training chapters ran at (classification and quantization)."""
-        return sorted({self.parameters(nb, name).get("profile", "?") for nb, name in
-                       (("02_classification", "table_vi_vii"), ("04_quantization", "table_viii"))})
-
-
-_SLACK = 1e-9  # so that a difference of exactly the tolerance counts as within it despite rounding
-
-
-def _tolerance(paper: float, ours: float, quantity: str) -> str:
-    """A quantity without sampling noise against the paper's, with its tolerance in :data:`TOLERANCES`."""
-    kind, tol = TOLERANCES[quantity]
-    bound = tol * abs(paper) if kind == "rel" else tol
-    return "reproduced" if abs(ours - paper) <= bound + _SLACK else "differs"
-
-
-def _interval_text(low: float | None, high: float | None, n: int | None) -> str:
-    if low is None or high is None or not np.isfinite(low):
-        return ""
-    return f"95 % interval [{_fmt(low)}, {_fmt(high)}]" + (f" over {n} images" if n else "")
-
-
-def _rate_row(section: str, item: str, claim: str, paper: float, ours: float, low: float, high: float, n: int,
-              note: str, evidence: str, comparable: bool, what_differs: str = "", unit: str = "") -> Row:
-    """A measured rate or mean judged against our interval; not judged when not comparable."""
-    verdict = stats.verdict(paper, low, high, comparable)
-    inside = low <= paper <= high
-    text = f"{note}; " if note else ""
-    if not comparable:
-        text += (f"not the paper's setup: {what_differs}; the paper's value is "
-                 f"{'inside' if inside else 'outside'} our interval")
-    else:
-        text += f"the paper's value is {'inside' if inside else 'outside'} our 95 % interval"
-    return Row(section, item, claim, paper, ours, verdict, text, evidence, unit, low, high, n)
-
-
-def _profile_note(r: Results, notebook: str, name: str) -> str:
-    p = r.parameters(notebook, name)
-    parts = [f"profile {p.get('profile', '?')}"]
-    if "image_size" in p:
-        parts.append(f"{p['image_size']} px")
-    if "trainable" in p:
-        parts.append("frozen trunk + linear head" if p["trainable"] == "head" else "full fine-tuning")
-    return ", ".join(parts)
-
-
-# ---------------------------------------------------------------- claims, one function per item
+from .. import paper as cbpaper, stats
+from .verdicts import ALPHA, CHANCE_MARGIN, RECOVERY_TOLERANCE, Results, Row, profile_note, rate_row, tolerance_verdict
 
 def dataset(r: Results) -> list[Row]:
     t = r.table("00_data", "dataset_counts")
@@ -206,13 +53,13 @@ def table_v(r: Results, aes_method: str = "AES-128-CTR") -> list[Row]:
                                 "the paper's 'AES image' was constant; a real AES ciphertext has ≈ 8 bits",
                                 ev, unit, low, high, n))
             elif paper_method == "AES":
-                rows.append(_rate_row("Encryption", "Table V", claim, p, float(o["value"]), low, high, n,
+                rows.append(rate_row("Encryption", "Table V", claim, p, float(o["value"]), low, high, n,
                                       f"ours: {ours_method}, mean over the test images", ev, False,
                                       "the paper's AES entropy is a constant image's (entropy row) and no "
                                       "control reproduces its AES column (the cipher chapter's AES controls), "
                                       "so what it measured is unknown", unit))
             else:
-                rows.append(_rate_row("Encryption", "Table V", claim, p, float(o["value"]), low, high, n,
+                rows.append(rate_row("Encryption", "Table V", claim, p, float(o["value"]), low, high, n,
                                       f"ours: {ours_method}, mean over our test images (the paper's are not "
                                       "public)", ev, True, unit=unit))
     # PSNR is 10 log10(255² / MSE): one quantity, one verdict — the MSE row's (its own interval shown)
@@ -243,7 +90,7 @@ def key_space(r: Results, block_size: int = 8) -> list[Row]:
     ev = "01_encryption#Key space: eqs. (1)–(5)"
     return [
         Row("Encryption", "Eqs. (1)–(4)", f"key space of one {block_size}-px-block image", formula, implemented,
-            "paper error" if _tolerance(formula, implemented, "key space bits") == "differs" else "reproduced",
+            "paper error" if tolerance_verdict(formula, implemented, "key space bits") == "differs" else "reproduced",
             "eq. (4) counts (256)^3 × 3! once per image though Algorithm 1 substitutes and swaps per block, "
             "and the channel swap adds nothing on top of a uniform in-block permutation", ev, "bits"),
         Row("Encryption", "Eq. (5)", "brute force over the key is infeasible", "L log2 N, 'enormous'",
@@ -285,7 +132,7 @@ def _sweep_note(row: pd.Series) -> str:
 
 
 def _live_differs(r: Results, notebook: str, name: str) -> str:
-    return f"{_profile_note(r, notebook, name)}, on other images than the paper's"
+    return f"{profile_note(r, notebook, name)}, on other images than the paper's"
 
 
 def tables_vi_vii(r: Results) -> list[Row]:
@@ -318,7 +165,7 @@ def tables_vi_vii(r: Results) -> list[Row]:
                 note, what = "", _live_differs(r, "02_classification", "table_vi_vii")
                 ev = "02_classification#Tables VI and VII beside the paper"
             bounds[(model, domain)] = (low, high)
-            rows.append(_rate_row("Classification", item, f"{name}, {label}: accuracy (overall; the confusion "
+            rows.append(rate_row("Classification", item, f"{name}, {label}: accuracy (overall; the confusion "
                                   "matrix's diagonal)", p, o, low, high, n, note, ev, at_paper, what))
     for model, (_, name) in _CLASSIFICATION.items():
         b = [bounds[(model, d)] for d in _DOMAINS]
@@ -361,7 +208,7 @@ def table_viii(r: Results) -> list[Row]:
     for variant, (item, ours_variant, extra) in _QUANT.items():
         p = _mean(t, variant=variant, metric="recall", source="paper")
         o, low, high, n = ours(ours_variant)
-        rows.append(_rate_row("Quantization", item, f"VGG-16, 8-px blocks, {variant}, int8 + fine-tuning: "
+        rows.append(rate_row("Quantization", item, f"VGG-16, 8-px blocks, {variant}, int8 + fine-tuning: "
                               f"accuracy{extra}", p, o, low, high, n, "", ev_t, at_paper, what))
     fp32 = ours("fp32" if use_sweep else "fp32 (no quantization)")
     full = ours("fully (int8)")
@@ -390,7 +237,7 @@ def memory(r: Results) -> list[Row]:
     ev = "04_quantization#Memory: eq. (6) and the per-mode formulas"
     return [
         Row("Quantization", "Eq. (6), Sec. IV", "int8 cuts model memory by a factor of 4 (ratio int8 / fp32)",
-            cbpaper.INT8_MEMORY_RATIO, int8 / fp32, _tolerance(cbpaper.INT8_MEMORY_RATIO, int8 / fp32, "int8 / fp32 bytes"),
+            cbpaper.INT8_MEMORY_RATIO, int8 / fp32, tolerance_verdict(cbpaper.INT8_MEMORY_RATIO, int8 / fp32, "int8 / fp32 bytes"),
             "onnxruntime static int8 of the whole model, bytes of the saved files", ev),
         Row("Quantization", "Memory equations", "quantizing the last layer reduces the model's memory 4×",
             "4× (W × 4 → W × 1 + 4 bytes)", f"last layer = {share:.4f} % of VGG-16's weights",
@@ -515,7 +362,7 @@ def key_aware(r: Results) -> list[Row]:
     else:
         paired_note = " (no paired test recorded)"
     ev = "06_key_aware"
-    note = _profile_note(r, "06_key_aware", "variants")
+    note = profile_note(r, "06_key_aware", "variants")
     sup = t[(t["class"] != "all") & (t.metric == "support") & (t.variant == "plaintext")]
     n = int(sup.value.sum()) if len(sup) else None
 
@@ -543,138 +390,3 @@ def key_aware(r: Results) -> list[Row]:
 #: the paper's items in reading order; later chapters append theirs
 CLAIMS: list[Callable[[Results], list[Row]]] = [dataset, fig_4, table_v, key_space, protocol, tables_vi_vii,
                                                 table_viii, memory, security, key_aware]
-
-
-#: the settings of the paper each claim's evidence must have run with: (chapter, table) -> {parameter:
-#: the paper's value}; a run with other values reads "not comparable here"
-PAPER_SETTINGS = {
-    "table_v": {("01_encryption", "table_v"): {"block_size": 8, "data": "default"}},
-    "fig_4": {("01_encryption", "exactness"): {"data": "default"}},
-    "key_space": {},
-    "tables_vi_vii": {("02_classification", "table_vi_vii"): {"data": "default", "strength": 255, "key_mode": "per-image"}},
-    "table_viii": {("04_quantization", "table_viii"): {"block_size": 8, "data": "default", "strength": 255}},
-    "memory": {},
-    "protocol": {("03_retrieval", "holdings"): {"key_mode": "per-image"}},
-    "security": {("05_security", "jigsaw"): {"data": "default"}},
-    "key_aware": {("06_key_aware", "variants"): {"data": "default"}},
-    "dataset": {},
-}
-_CLAIM_TITLES = {"table_v": ("Cipher", "Table V"), "fig_4": ("Cipher", "Fig. 4"), "key_space": ("Cipher", "eqs. (1)-(5)"),
-                 "tables_vi_vii": ("Classification", "Tables VI-VII"), "table_viii": ("Quantization", "Table VIII"),
-                 "memory": ("Quantization", "eq. (6)"), "protocol": ("Retrieval", "Fig. 2"),
-                 "security": ("Security", "Sec. IV-D"), "key_aware": ("Beyond the paper", "key-aware ViT"),
-                 "dataset": ("Data", "Sec. V")}
-
-
-def _differences(r: Results, name: str) -> list[str]:
-    """What the evidence of claim ``name`` ran with that the paper did not (empty: comparable)."""
-    out = []
-    for (nb, table), wanted in PAPER_SETTINGS.get(name, {}).items():
-        try:
-            got = r.parameters(nb, table)
-        except (OSError, KeyError, ValueError):
-            continue
-        for k, v in wanted.items():
-            if k in got and got[k] != v and not (k == "data" and str(got[k]) == "default"):
-                shown = f"your folder {Path(str(got[k])).name!r}" if k == "data" else repr(got[k])
-                paper_value = "the default data" if k == "data" else repr(v)
-                out.append(f"{nb} ran with {k} = {shown}; the claim is judged on {paper_value}")
-    return out
-
-
-def _not_comparable(name: str, reason: str) -> list[Row]:
-    section, item = _CLAIM_TITLES.get(name, ("Other", name))
-    return [Row(section, item, f"every claim of {item}", "", "", "not comparable here", reason, "")]
-
-
-def _claim_rows(r: Results, claim: Callable[[Results], list[Row]]) -> list[Row]:
-    name = claim.__name__
-    differs = _differences(r, name)
-    if differs:
-        return _not_comparable(name, "; ".join(differs))
-    try:
-        return claim(r)
-    except (KeyError, IndexError, ValueError, FileNotFoundError) as e:
-        detail = str(e).replace(str(r.root), "<results>").split(": run ")[0][:120]
-        return _not_comparable(name, f"the evidence is not in this run's tables ({detail})")
-
-
-def build(results_dir: str | Path | None = None,
-          claims: list[Callable[[Results], list[Row]]] | None = None) -> pd.DataFrame:
-    """The scorecard as a DataFrame (one row per claim: section, item, claim, paper, ours,
-    difference, unit, verdict, note, evidence). A claim whose evidence ran with other settings than
-    the paper's, or is missing, becomes one "not comparable here" row saying why."""
-    r = Results(results_dir)
-    rows = [row for claim in (claims or CLAIMS) for row in _claim_rows(r, claim)]
-    df = pd.DataFrame([asdict(x) | {"difference": x.difference} for x in rows])
-    return df[["section", "item", "claim", "paper", "ours", "low", "high", "n", "difference", "unit", "verdict",
-               "note", "evidence"]]
-
-
-def tidy(card: pd.DataFrame) -> pd.DataFrame:
-    """Long form for ``results/``: one row per (claim, source) with the value, our interval and
-    count on the ``ours`` rows, plus the verdict."""
-    keys = ["section", "item", "claim", "unit", "verdict", "note", "evidence"]
-    long = card.melt(id_vars=keys + ["low", "high", "n"], value_vars=["paper", "ours"], var_name="source",
-                     value_name="value")
-    long.loc[long.source == "paper", ["low", "high", "n"]] = None
-    return long[["section", "item", "claim", "source", "value", "low", "high", "n", "unit", "verdict", "note",
-                 "evidence"]]
-
-
-def counts(card: pd.DataFrame) -> pd.DataFrame:
-    """How many claims got each verdict (every verdict listed, zeros included)."""
-    c = card["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0)
-    return c.rename_axis("verdict").reset_index(name="claims")
-
-
-def evidence_href(evidence: str) -> str:
-    """``"01_encryption#Table V beside the paper"`` → ``"01_encryption.html#table-v-beside-the-paper"``
-    (the id Sphinx gives the section)."""
-    page, _, section = evidence.partition("#")
-    return f"{page}.html" + (f"#{make_id(section)}" if section else "")
-
-
-def _fmt(x) -> str:
-    if isinstance(x, str):
-        return x
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return ""
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
-
-
-_COLOURS = {"reproduced": "#d8f0d8", "differs": "#fbeecb", "paper error": "#f6d3d3",
-            "not reproducible here": "#e4e4e4", "not comparable here": "#dde6f3", "new result": "#e6dcf2"}
-
-
-def _interval_html(r) -> str:
-    if r.low is None or r.high is None or not np.isfinite(r.low):
-        return ""
-    n = f", n = {int(r.n)}" if r.n is not None and np.isfinite(r.n) else ""
-    return f'<br><small style="color:#555">[{_fmt(r.low)}, {_fmt(r.high)}]{n}</small>'
-
-
-def to_html(card: pd.DataFrame) -> str:
-    """The scorecard as an HTML table, one header row per section: item, the claim with its note
-    in small type beneath, paper, ours, difference (numbers to 4 significant digits), the verdict
-    coloured, and a link to the chapter section with the evidence (relative to the chapter pages)."""
-    from html import escape
-
-    head = "".join(f"<th>{h}</th>" for h in ("item", "claim", "paper", "ours", "ours − paper", "verdict", "evidence"))
-    body = []
-    for section, rows in card.groupby("section", sort=False):
-        body.append(f'<tr><th colspan="7" style="text-align:left;padding-top:.8em">{escape(section)}</th></tr>')
-        for r in rows.itertuples(index=False):
-            unit = f" ({escape(r.unit)})" if r.unit else ""
-            verdict = f'<span style="background:{_COLOURS[r.verdict]};padding:0 .3em">{r.verdict}</span>'
-            link = (f'<a href="{evidence_href(r.evidence)}">{escape(r.evidence.partition("#")[2] or r.evidence)}</a>'
-                    if r.evidence else "")
-            body.append(
-                f"<tr><td>{escape(r.item)}</td><td>{escape(r.claim)}{unit}<br>"
-                f'<small style="color:#555">{escape(r.note)}</small></td>'
-                f"<td>{escape(_fmt(r.paper))}</td><td>{escape(_fmt(r.ours))}{_interval_html(r)}</td>"
-                f"<td>{escape(_fmt(r.difference))}</td><td>{verdict}</td><td><small>{link}</small></td></tr>")
-    widths = ("8%", "42%", "9%", "9%", "8%", "12%", "12%")
-    cols = "".join(f'<col style="width:{w}">' for w in widths)
-    return (f'<table class="scorecard" style="font-size:.85em;width:100%;table-layout:fixed">'
-            f"<colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")

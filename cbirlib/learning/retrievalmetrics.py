@@ -1,6 +1,6 @@
 """Retrieval metrics: relevance of the ranked database for each query, precision / recall / mAP
 at k, the precision-recall curve, and the share of results from the query's own scan (exact
-ranking by :class:`cbirlib.indexes.ExactIndex`)."""
+ranking by :class:`cbirlib.learning.indexes.ExactIndex`)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import paths
+from .. import paths
 
 
 class AssetError(RuntimeError):

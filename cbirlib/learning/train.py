@@ -1,7 +1,7 @@
 """One training and evaluation path for VGG-16 and ViT, plaintext or MTCE-encrypted.
 
 dataset (name or folder) -> split (the dataset's slab split, or one fold of a k-fold over slabs
-or over volumes, :mod:`cbirlib.splits`) -> images at ``image_size`` -> optional MTCE encryption
+or over volumes, :mod:`cbirlib.datasets.splits`) -> images at ``image_size`` -> optional MTCE encryption
 (per-image keys derived from a seeded master key, as the paper's protocol, or one shared key) ->
 the model's preprocessing -> training (``trainable="all"``: every weight, as Table IV, with an
 optional lower learning rate for the pretrained layers; ``"head"``: frozen pretrained trunk,
@@ -22,7 +22,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import cipher, data as cbir_data, features, keys, models, provenance, runtime, splits
+from .. import provenance, runtime
+from ..core import cipher, keys
+from ..datasets import data as cbir_data, splits
+from . import features, models
 from .experimentconfig import Domain, ExperimentConfig, ExperimentError
 from .fitting import Fit, LinearHead, batches, fit, fit_linear_head, standardise
 

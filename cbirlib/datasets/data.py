@@ -1,7 +1,7 @@
 """Datasets: the embedded default datasets built from real scans, and your own image folders.
 
 A dataset is addressed everywhere by name (``"default"``, ``"default-drr"``, ``"checkset"``; see
-:mod:`cbirlib.defaultdata`) or by a folder path (:func:`open_dataset`). Both give an
+:mod:`cbirlib.datasets.defaultdata`) or by a folder path (:func:`open_dataset`). Both give an
 :class:`ImageDataset`: a table with one row per image (``path`` relative to the root, ``label``,
 ``split``, and for the built datasets where each image comes from) and a way to load a split as
 uint8 RGB arrays.
@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from . import assets, paths
+from .. import paths
+from . import assets
 from .splits import PAPER_RATIO, SPLITS, even_subsample, stratified_split
 
 #: the datasets this project builds (``make data``), by name
@@ -83,7 +84,7 @@ class ImageDataset:
 
     def with_split(self, roles, description: str) -> "ImageDataset":
         """A copy whose ``split`` column is ``roles`` (one per row: train / val / test, or "" to
-        drop the row), e.g. one fold of :mod:`cbirlib.splits`; the classes stay the same."""
+        drop the row), e.g. one fold of :mod:`cbirlib.datasets.splits`; the classes stay the same."""
         roles = np.asarray(roles, dtype=object)
         if len(roles) != len(self.table):
             raise DatasetError(f"{len(roles)} roles for {len(self.table)} images")
@@ -103,7 +104,7 @@ def counts_long(ds: ImageDataset) -> pd.DataFrame:
 
 def counts_with_paper(ds: ImageDataset) -> pd.DataFrame:
     """Our counts plus the paper's 1000/100/100 rows for the classes the paper also has."""
-    from . import paper
+    from .. import paper
 
     theirs = paper.dataset_counts()
     theirs = theirs[theirs.label.isin(ds.classes)]

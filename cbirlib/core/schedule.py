@@ -1,6 +1,6 @@
 """MTCE keys expanded into schedules: what each destination value of a ciphertext takes from the
-plaintext (one gather index per image) and the bytes added to it (see :mod:`cbirlib.cipher` for
-the cipher, :mod:`cbirlib.keyexpansion` for how version 2 draws the permutations).
+plaintext (one gather index per image) and the bytes added to it (see :mod:`cbirlib.core.cipher` for
+the cipher, :mod:`cbirlib.core.keyexpansion` for how version 2 draws the permutations).
 
 :func:`expand` gives a :class:`Schedule` for N keys; :func:`encrypt_while_expanding` permutes each
 image as its key is expanded (version 2, per-image keys: no index is written). Buffers that one
@@ -134,7 +134,7 @@ def check_keys(keys: Sequence[Key], shape: tuple[int, int, int]) -> CipherParams
     params = keys[0].params
     for k in keys:
         if not isinstance(k, Key):
-            raise CipherInputError(f"expected cbirlib.keys.Key, got {type(k).__name__}")
+            raise CipherInputError(f"expected cbirlib.core.keys.Key, got {type(k).__name__}")
         if k.kind == "master":
             raise KeyUsageError("a master key does not encrypt images: use key.for_image(image_id) "
                                 "(per-image keys) or a key of kind 'shared'")
@@ -148,7 +148,7 @@ def check_keys(keys: Sequence[Key], shape: tuple[int, int, int]) -> CipherParams
 
 def expand(keys: Sequence[Key], shape: tuple[int, int, int], workspace: Workspace | None = None) -> Schedule:
     """Expand N keys (same parameters) into one :class:`Schedule` for images of ``shape``
-    (H, W, C), with the keys' expansion version (:mod:`cbirlib.keyexpansion`)."""
+    (H, W, C), with the keys' expansion version (:mod:`cbirlib.core.keyexpansion`)."""
     params = check_keys(keys, shape)
     h, w, c = shape
     b = params.block_size
@@ -169,7 +169,7 @@ def row_addend(subst: np.ndarray, shape: tuple[int, int, int], b: int) -> np.nda
 def _expand_v2(keys: Sequence[Key], shape: tuple[int, int, int], ws: Workspace,
                images: np.ndarray | None = None, out: np.ndarray | None = None):
     """Key expansion 2: Fisher-Yates shuffles driven by 16-bit keystream words
-    (:mod:`cbirlib.keyexpansion`). Returns index (N, H*W*C), order (N, K), channel-order codes
+    (:mod:`cbirlib.core.keyexpansion`). Returns index (N, H*W*C), order (N, K), channel-order codes
     (N, K) and substitution bytes (N, K, C). With ``images`` and ``out`` (N, H, W, C) uint8, each
     image is permuted into ``out`` as its key is expanded (no index is written; index is None)."""
     params = keys[0].params

@@ -1,6 +1,6 @@
 """The real 3-D scans behind the default dataset, and how each is read, windowed and sliced.
 
-Each :class:`VolumeSource` turns one asset (see :mod:`cbirlib.assets`) into a float32 array
+Each :class:`VolumeSource` turns one asset (see :mod:`cbirlib.datasets.assets`) into a float32 array
 in RAS-like voxel order (x, y, z) with its voxel spacing in mm, a window that maps it to
 uint8, an organ mask that decides which slices show enough of the class, and a body mask whose
 bounding box crops every slice of that volume the same way.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .data import ImageDataset, read_rgb
+from ..datasets.data import ImageDataset, read_rgb
 
 #: the width (inches) figures are shown at in the book's text column; a wider figure is scaled down
 BOOK_WIDTH_IN = 7.2
@@ -268,72 +268,6 @@ def quant_tradeoff(onnx_table) -> plt.Figure:
     return fig
 
 
-def attack_success(jigsaw, metric: str = "neighbour") -> plt.Figure:
-    """Jigsaw success (``metric``: neighbour or direct comparison) against block size, one panel per
-    substitution strength, one line per attack, the chance level of a random placement dotted."""
-    strengths = sorted(jigsaw.strength.unique())
-    fig, axes = plt.subplots(1, len(strengths), figsize=(3.2 * len(strengths), 2.9), squeeze=False, sharey=True)
-    for ax, s in zip(axes[0], strengths):
-        g = jigsaw[jigsaw.strength == s]
-        for attack, a in g.groupby("attack", sort=False):
-            v = a[a.metric == metric].sort_values("block_size")
-            line, = ax.plot(v.block_size, v.value, marker="o", label=attack)
-            ch = a[a.metric == f"chance_{metric}"].sort_values("block_size")
-            ax.plot(ch.block_size, ch.value, linestyle=":", color=line.get_color(), linewidth=1)
-        ax.set(xscale="log", xlabel="block size (px)", title=f"strength {s}", ylim=(0, 1.02))
-        ax.set_xticks(sorted(g.block_size.unique()), [str(b) for b in sorted(g.block_size.unique())])
-        ax.xaxis.set_minor_locator(plt.NullLocator())  # only the block sizes, no log-scale minor labels
-        ax.tick_params(labelsize=9)
-    axes[0, 0].set_ylabel(f"{metric} comparison")
-    axes[0, -1].legend(fontsize=8, title="dotted: random placement", title_fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def kpa_curves(kpa) -> plt.Figure:
-    """Known-plaintext attack: share of unseen foreground values decrypted exactly against the
-    number of pairs, per key mode; the wrong-key baseline dotted."""
-    fig, ax = plt.subplots(figsize=(4.2, 2.9))
-    for mode, g in kpa.groupby("key_mode", sort=False):
-        v = g[g.metric == "unseen_foreground_exact"].sort_values("pairs")
-        line, = ax.plot(v.pairs, v.value, marker="o", label=f"{mode} key(s)")
-        b = g[g.metric == "baseline_wrong_key_foreground"].sort_values("pairs")
-        ax.plot(b.pairs, b.value, linestyle=":", color=line.get_color(), linewidth=1)
-    ax.set(xlabel="known plaintext–ciphertext pairs", ylabel="unseen values recovered", ylim=(-0.02, 1.02),
-           xticks=sorted(kpa.pairs.unique()))
-    ax.legend(fontsize=8, title="dotted: an unrelated key", title_fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def privacy_utility(frontier, attack: str = "probe_accuracy", attack_label: str = "ciphertext-only probe accuracy",
-                    extra=None, chance: float | None = None) -> plt.Figure:
-    """The privacy–utility frontier: classification accuracy (utility, up) against an attack's
-    success (privacy loss, right), one point per (block size, model), labelled with the block size.
-    ``extra``: more points (columns model, label, accuracy and ``attack``), e.g. key-aware models;
-    ``chance``: the attack's chance level (a dotted vertical line)."""
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for model, g in frontier.dropna(subset=["accuracy"]).groupby("model", sort=False):
-        g = g.sort_values(attack)
-        line, = ax.plot(g[attack], g.accuracy, marker="o", label=model)
-        for _, r in g.iterrows():
-            ax.annotate(f"{r.block_size} px", (r[attack], r.accuracy), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points", color=line.get_color())
-    if extra is not None:
-        for _, r in extra.iterrows():
-            ax.scatter(r[attack], r.accuracy, marker="*", s=80, zorder=3)
-            ax.annotate(r.label, (r[attack], r.accuracy), fontsize=6, xytext=(-6, -10), textcoords="offset points",
-                        ha="right")
-    if chance is not None:
-        ax.axvline(chance, color="grey", linestyle=":", linewidth=1, label="attack at chance")
-    ax.set(xlabel=f"{attack_label} (privacy loss →)", ylabel="classification accuracy (utility ↑)",
-           ylim=(0, 1.05), xlim=(0, 1.05))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def radiographs(real: ImageDataset, simulated: ImageDataset | None, per_row: int = 6,
                 classes=("chest", "bone")) -> plt.Figure:
     """Real radiographs of the check set beside simulated ones (DRRs of the default data's CTs):
@@ -433,7 +367,7 @@ def scorecard_forest(card) -> plt.Figure:
     interval), the cipher's quality means (Table V) as a difference from the paper's value in %.
     Claims without an interval (exact quantities, texts), and the paper's AES entropy (a constant
     image, about 0 bits), are left to the table."""
-    from .scorecard import VERDICTS
+    from .verdicts import VERDICTS
 
     def number(v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)

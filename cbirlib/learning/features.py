@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import models, paths, runtime
+from .. import paths, runtime
+from . import models
 from .models import ModelBundle, Preprocessing, WeightsProvenance, build_model, pooled_features
 
 #: state-dict prefixes that never influence pooled (pre-classifier) features
@@ -158,7 +159,7 @@ def network_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def extract(bundle: ModelBundle, images: np.ndarray, *, batch_size: int = 32, device: torch.device | str = "cpu",
             cache: bool = True, progress: bool = False, desc: str = "features") -> torch.Tensor:
-    """Pooled features (see :func:`cbirlib.models.pooled_features`) of uint8 images (N, S, S, 3)
+    """Pooled features (see :func:`cbirlib.learning.models.pooled_features`) of uint8 images (N, S, S, 3)
     through ``bundle``'s model in eval mode; float32 (N, D) on the CPU. Cached by content."""
     runtime.limit_threads()
     model = bundle.model

@@ -8,11 +8,11 @@ For an image of H x W pixels and C channels cut into K = (H/b)(W/b) blocks of b 
 3. per block, at its new position: permutes the C channels (one of the 3! orders, ``swap``) and
    adds one substitution byte per channel, drawn from 0..``strength``, mod 256.
 
-Implementation. Keys are expanded with an AES-256-CTR keystream (:mod:`cbirlib.keys`; the
+Implementation. Keys are expanded with an AES-256-CTR keystream (:mod:`cbirlib.core.keys`; the
 cipher parameters are part of the stream's label). Each destination block j gets: the source
 block ``order[j]``, a channel order sigma_j, substitution bytes, and a uniformly random
 arrangement D_j of the source block's n values. Key expansion 2 (the default) draws the block
-order and every D_j with Fisher-Yates shuffles (:mod:`cbirlib.keyexpansion`: unbiased bounded
+order and every D_j with Fisher-Yates shuffles (:mod:`cbirlib.core.keyexpansion`: unbiased bounded
 integers from 16-bit keystream words, compiled); expansion 1 (keys of version-1 key files)
 sorted random 64-bit keys, two to four times slower (``benchmarks/bench_cipher.py``). The step-1 permutation of the source block is
 defined as D_j o sigma_j^-1, so steps 1-3 compose exactly into "destination value t of block j =
@@ -24,7 +24,7 @@ oracle); it gives the same ciphertext.
 Note: since step 1 already permutes all b*b*C values of a block uniformly at random, composing
 it with a channel permutation is again a uniformly random permutation: the channel swap adds no
 key space. Eq. (4) of the paper counts it anyway (and counts substitution once per image, not
-per block); see :mod:`cbirlib.keyspace`.
+per block); see :mod:`cbirlib.core.keyspace`.
 
 Arrays are uint8 ``(H, W, C)`` or ``(N, H, W, C)`` with C = 1 or 3 (numpy or torch; a torch
 tensor comes back as a tensor on its device). Sizes that are not multiples of the block size are
@@ -42,8 +42,8 @@ import numpy as np
 
 from . import keyexpansion
 from .keys import Key
-from .schedule import (CipherInputError, Schedule, Workspace, check_keys, encrypt_while_expanding, expand,
-                       from_blocks, to_blocks)
+from .schedule import (CipherInputError, Schedule, Workspace, check_keys, encrypt_while_expanding, expand, from_blocks,
+                       to_blocks)
 
 PAD_POLICIES = ("error", "pad")
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -126,12 +126,12 @@ def _keys_for(key, n: int) -> list[Key]:
     if isinstance(key, Key):
         return [key]  # one schedule broadcast over the batch
     if key is None or isinstance(key, (str, bytes)) or not hasattr(key, "__iter__"):
-        raise CipherInputError(f"key must be a cbirlib.keys.Key or a sequence of one Key per image, "
+        raise CipherInputError(f"key must be a cbirlib.core.keys.Key or a sequence of one Key per image, "
                                f"got {type(key).__name__}")
     keys = list(key)
     bad = [type(k).__name__ for k in keys if not isinstance(k, Key)]
     if bad:
-        raise CipherInputError(f"every key must be a cbirlib.keys.Key, got {bad[0]}")
+        raise CipherInputError(f"every key must be a cbirlib.core.keys.Key, got {bad[0]}")
     if len(keys) != n:
         raise CipherInputError(f"{len(keys)} keys for {n} images: give one key per image or one key")
     if all(k == keys[0] for k in keys[1:]):
@@ -198,7 +198,7 @@ def _run_chunks(batch: np.ndarray, keys: list[Key], shape: tuple[int, int, int],
                 workers: int | None, step) -> np.ndarray:
     """Apply ``step`` (apply_schedule or invert_schedule) chunk by chunk, reusing buffers; with
     ``workers`` > 1 chunks run in threads (numpy, numba and OpenSSL release the GIL). Per-image
-    keys of expansion 2 encrypt while they expand (:func:`cbirlib.schedule.encrypt_while_expanding`). Results do not depend on
+    keys of expansion 2 encrypt while they expand (:func:`cbirlib.core.schedule.encrypt_while_expanding`). Results do not depend on
     ``chunk`` or ``workers``."""
     check_keys(keys, shape)  # all of them at once, not chunk by chunk
     batch = np.ascontiguousarray(batch)  # rows are reshaped into views below
@@ -286,7 +286,7 @@ def decrypt(ciphertext, key: Key | Sequence[Key], size: tuple[int, int] | None =
 
 def _master(master) -> Key:
     if not isinstance(master, Key) or master.kind != "master":
-        raise CipherInputError(f"per-image keys are derived from a master key (a cbirlib.keys.Key of kind "
+        raise CipherInputError(f"per-image keys are derived from a master key (a cbirlib.core.keys.Key of kind "
                                f"'master'), got {getattr(master, 'kind', type(master).__name__)!r}")
     return master
 

@@ -1,7 +1,7 @@
 """The datasets built from real scans that ship inside registry packages.
 
 - ``default`` (:func:`build_default_dataset`): 224x224 PNG slices of every CT and MRI volume of
-  :mod:`cbirlib.volumes`, one folder per class, several patients per class;
+  :mod:`cbirlib.datasets.volumes`, one folder per class, several patients per class;
 - ``default-drr`` (:func:`build_drr_dataset`): bone and chest replaced by simulated radiographs
   (DRRs) of the CT volumes, brain as in ``default``; every image labelled ``simulated``;
 - ``checkset`` (:func:`build_checkset`): real radiographs (chest and bone), never used for
@@ -10,7 +10,7 @@
 Each build is deterministic (the same assets and config give byte-identical files), records a
 manifest (path, label, split, source, package, volume, patient, plane, index, position_mm,
 modality, simulated, licence, sha256) and is reused when nothing changed. Splits are contiguous
-slabs per (volume, plane) with a gap (:mod:`cbirlib.splits`), never random; classes are balanced
+slabs per (volume, plane) with a gap (:mod:`cbirlib.datasets.splits`), never random; classes are balanced
 in every split, and within a class the images are shared as evenly as possible between its
 patients.
 """
@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import __version__, assets, paths, radiographs, splits, volumes
+from .. import __version__, paths
+from . import assets, radiographs, splits, volumes
 
 MANIFEST_COLUMNS = ("path", "label", "split", "source", "package", "volume", "patient", "plane", "index",
                     "position_mm", "modality", "simulated", "licence", "sha256")

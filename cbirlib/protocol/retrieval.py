@@ -1,5 +1,5 @@
 """Encrypted CBIR with three parties (the paper's Fig. 2); the indexes they search are in
-:mod:`cbirlib.indexes`, the retrieval metrics in :mod:`cbirlib.retrievalmetrics`.
+:mod:`cbirlib.learning.indexes`, the retrieval metrics in :mod:`cbirlib.learning.retrievalmetrics`.
 
 - :class:`DataOwner` holds the master secret, encrypts the database with per-image keys, exports
   the feature model Psi and releases per-image keys for requested ids only (logged).
@@ -35,10 +35,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import cipher
-from .features import FeatureModel
-from .indexes import RetrievalError, make_index
-from .keys import CipherParams, Key
+from ..core import cipher
+from ..core.keys import CipherParams, Key
+from ..learning.features import FeatureModel
+from ..learning.indexes import RetrievalError, make_index
 
 STORE_FORMAT = "cbirlib-server-store"
 STORE_VERSION = 1

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from . import keys, models, paper
+from .. import paper
+from ..core import keys
+from . import models
 
 TRAINABLE = ("all", "head")
 KEY_MODES = ("per-image", "shared")
@@ -63,7 +65,7 @@ class ExperimentConfig:
     every epoch, as the paper). ``split``: ``slab`` (the dataset's own split column), ``kfold``
     (fold ``fold`` of ``folds`` over slabs) or ``volume`` (fold ``fold`` of a grouped k-fold by
     volume: held-out patients). ``key_expansion``: how keys expand into permutations
-    (:data:`cbirlib.keys.EXPANSIONS`; 2, the default, is the fast one; 1 reproduces runs made
+    (:data:`cbirlib.core.keys.EXPANSIONS`; 2, the default, is the fast one; 1 reproduces runs made
     before it existed: the same keys, other ciphertexts of the same distribution).
     """
 

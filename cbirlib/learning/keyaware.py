@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import cipher
-from .keys import Key, KeyUsageError, keystream
+from ..core import cipher
+from ..core.keys import Key, KeyUsageError, keystream
 from .models import ModelBundle, Preprocessing
 
 
@@ -154,7 +154,7 @@ def transform_vit(model: torch.nn.Module, schedule: AlignedSchedule, preprocess:
 
 
 def transform_model(bundle: ModelBundle, schedule: AlignedSchedule) -> ModelBundle:
-    """:func:`transform_vit` on a :class:`~cbirlib.models.ModelBundle`; provenance says so."""
+    """:func:`transform_vit` on a :class:`~cbirlib.learning.models.ModelBundle`; provenance says so."""
     model = transform_vit(bundle.model, schedule, bundle.preprocess)
     prov = copy.deepcopy(bundle.provenance)
     prov.notes = list(prov.notes) + [f"patch and position embeddings transformed with a key-aligned shared key "

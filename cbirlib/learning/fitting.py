@@ -1,6 +1,6 @@
 """The one training loop (:func:`fit`: shuffled mini-batches, validation accuracy after every
 epoch, the first best epoch's weights kept, optional early stopping), used by end-to-end
-fine-tuning (:func:`cbirlib.train.fine_tune`) and by linear heads on features
+fine-tuning (:func:`cbirlib.learning.train.fine_tune`) and by linear heads on features
 (:func:`fit_linear_head`: head-only classification, Algorithm 3's quantization-aware fine-tuning,
 key-aware models). Seeded: the same inputs give the same weights on the CPU.
 """

@@ -64,7 +64,7 @@ def tidy_metrics(y_true, y_pred, classes, **ids) -> pd.DataFrame:
 
 def experiment_table(experiment) -> pd.DataFrame:
     """Tidy metrics (model, domain, class, metric, value, source='ours') of every domain of a
-    :class:`cbirlib.train.Experiment`."""
+    :class:`cbirlib.learning.train.Experiment`."""
     parts = [tidy_metrics(r.y_true, r.y_pred, experiment.classes, model=experiment.config.model,
                           domain=r.domain.name) for r in experiment.results]
     return pd.concat(parts, ignore_index=True)

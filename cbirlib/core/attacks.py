@@ -11,7 +11,7 @@ The paper argues security by counting keys (eqs. 2–5). The field attacks such 
   the most confident pair relations first, clusters merged when they do not collide and fit the
   frame, then leftover slots filled by best fit. Scores: :func:`direct_comparison` (share of pieces
   in their true place) and :func:`neighbour_comparison` (share of true adjacencies kept).
-- :func:`cbirlib.knownplaintext.known_plaintext_attack` — n plaintext–ciphertext pairs under ONE
+- :func:`cbirlib.core.knownplaintext.known_plaintext_attack` — n plaintext–ciphertext pairs under ONE
   key (its own module).
 - :func:`ciphertext_statistics` + :func:`linear_probe` — what leaks with no pair at all: simple
   statistics of the ciphertext predict the image class.

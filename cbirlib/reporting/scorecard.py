@@ -1,0 +1,163 @@
+"""The reproduction scorecard: every table, figure and numeric claim of the paper, the paper's
+value beside ours, the difference and a verdict — computed from the ``results/`` CSVs that the
+chapters wrote, never typed by hand.
+
+A claim is a small function (:mod:`cbirlib.reporting.claims`) that reads result tables and returns
+:class:`~cbirlib.reporting.verdicts.Row` s; the verdict rules sit next to the numbers they judge
+(:mod:`cbirlib.reporting.verdicts`). Verdicts:
+
+- ``reproduced``: the paper's value lies inside our 95 % interval (or within the tolerance of a
+  quantity without sampling noise), or the claim holds;
+- ``differs``: it does not, for a reason the note names (e.g. a CPU profile, other data);
+- ``paper error``: the results show the paper's value cannot be what it says it is;
+- ``not reproducible here``: it rests on something we do not have (the paper's private data);
+- ``not comparable here``: our evidence is not the paper's setup (a CPU stand-in for Table IV's
+  training, another block size, your own data, ...), so the claim is not judged; the note says what
+  differs. A claim whose evidence is missing from a run reads the same, never a crash;
+- ``new result``: beyond the paper — a measurement the paper does not make, reported as such.
+
+Measured rates and means are judged against our 95 % interval (``low``, ``high``, over ``n``
+images): ``reproduced`` when the paper's value lies inside it, ``differs`` when outside. Quantities
+without sampling noise (counts of key bits, file sizes) are judged with the one tolerance each has
+in :data:`~cbirlib.reporting.verdicts.TOLERANCES`. Every claim has one row: a table and the figure that plots the same numbers
+(Table VI and Fig. 6, say) share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from docutils.nodes import make_id
+
+from .claims import CLAIMS
+from .verdicts import VERDICTS, Results, Row, fmt
+
+#: the settings of the paper each claim's evidence must have run with: (chapter, table) -> {parameter:
+#: the paper's value}; a run with other values reads "not comparable here"
+PAPER_SETTINGS = {
+    "table_v": {("01_encryption", "table_v"): {"block_size": 8, "data": "default"}},
+    "fig_4": {("01_encryption", "exactness"): {"data": "default"}},
+    "key_space": {},
+    "tables_vi_vii": {("02_classification", "table_vi_vii"): {"data": "default", "strength": 255, "key_mode": "per-image"}},
+    "table_viii": {("04_quantization", "table_viii"): {"block_size": 8, "data": "default", "strength": 255}},
+    "memory": {},
+    "protocol": {("03_retrieval", "holdings"): {"key_mode": "per-image"}},
+    "security": {("05_security", "jigsaw"): {"data": "default"}},
+    "key_aware": {("06_key_aware", "variants"): {"data": "default"}},
+    "dataset": {},
+}
+_CLAIM_TITLES = {"table_v": ("Cipher", "Table V"), "fig_4": ("Cipher", "Fig. 4"), "key_space": ("Cipher", "eqs. (1)-(5)"),
+                 "tables_vi_vii": ("Classification", "Tables VI-VII"), "table_viii": ("Quantization", "Table VIII"),
+                 "memory": ("Quantization", "eq. (6)"), "protocol": ("Retrieval", "Fig. 2"),
+                 "security": ("Security", "Sec. IV-D"), "key_aware": ("Beyond the paper", "key-aware ViT"),
+                 "dataset": ("Data", "Sec. V")}
+
+
+def _differences(r: Results, name: str) -> list[str]:
+    """What the evidence of claim ``name`` ran with that the paper did not (empty: comparable)."""
+    out = []
+    for (nb, table), wanted in PAPER_SETTINGS.get(name, {}).items():
+        try:
+            got = r.parameters(nb, table)
+        except (OSError, KeyError, ValueError):
+            continue
+        for k, v in wanted.items():
+            if k in got and got[k] != v and not (k == "data" and str(got[k]) == "default"):
+                shown = f"your folder {Path(str(got[k])).name!r}" if k == "data" else repr(got[k])
+                paper_value = "the default data" if k == "data" else repr(v)
+                out.append(f"{nb} ran with {k} = {shown}; the claim is judged on {paper_value}")
+    return out
+
+
+def _not_comparable(name: str, reason: str) -> list[Row]:
+    section, item = _CLAIM_TITLES.get(name, ("Other", name))
+    return [Row(section, item, f"every claim of {item}", "", "", "not comparable here", reason, "")]
+
+
+def _claim_rows(r: Results, claim: Callable[[Results], list[Row]]) -> list[Row]:
+    name = claim.__name__
+    differs = _differences(r, name)
+    if differs:
+        return _not_comparable(name, "; ".join(differs))
+    try:
+        return claim(r)
+    except (KeyError, IndexError, ValueError, FileNotFoundError) as e:
+        detail = str(e).replace(str(r.root), "<results>").split(": run ")[0][:120]
+        return _not_comparable(name, f"the evidence is not in this run's tables ({detail})")
+
+
+def build(results_dir: str | Path | None = None,
+          claims: list[Callable[[Results], list[Row]]] | None = None) -> pd.DataFrame:
+    """The scorecard as a DataFrame (one row per claim: section, item, claim, paper, ours,
+    difference, unit, verdict, note, evidence). A claim whose evidence ran with other settings than
+    the paper's, or is missing, becomes one "not comparable here" row saying why."""
+    r = Results(results_dir)
+    rows = [row for claim in (claims or CLAIMS) for row in _claim_rows(r, claim)]
+    df = pd.DataFrame([asdict(x) | {"difference": x.difference} for x in rows])
+    return df[["section", "item", "claim", "paper", "ours", "low", "high", "n", "difference", "unit", "verdict",
+               "note", "evidence"]]
+
+
+def tidy(card: pd.DataFrame) -> pd.DataFrame:
+    """Long form for ``results/``: one row per (claim, source) with the value, our interval and
+    count on the ``ours`` rows, plus the verdict."""
+    keys = ["section", "item", "claim", "unit", "verdict", "note", "evidence"]
+    long = card.melt(id_vars=keys + ["low", "high", "n"], value_vars=["paper", "ours"], var_name="source",
+                     value_name="value")
+    long.loc[long.source == "paper", ["low", "high", "n"]] = None
+    return long[["section", "item", "claim", "source", "value", "low", "high", "n", "unit", "verdict", "note",
+                 "evidence"]]
+
+
+def counts(card: pd.DataFrame) -> pd.DataFrame:
+    """How many claims got each verdict (every verdict listed, zeros included)."""
+    c = card["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0)
+    return c.rename_axis("verdict").reset_index(name="claims")
+
+
+def evidence_href(evidence: str) -> str:
+    """``"01_encryption#Table V beside the paper"`` → ``"01_encryption.html#table-v-beside-the-paper"``
+    (the id Sphinx gives the section)."""
+    page, _, section = evidence.partition("#")
+    return f"{page}.html" + (f"#{make_id(section)}" if section else "")
+
+
+_COLOURS = {"reproduced": "#d8f0d8", "differs": "#fbeecb", "paper error": "#f6d3d3",
+            "not reproducible here": "#e4e4e4", "not comparable here": "#dde6f3", "new result": "#e6dcf2"}
+
+
+def _interval_html(r) -> str:
+    if r.low is None or r.high is None or not np.isfinite(r.low):
+        return ""
+    n = f", n = {int(r.n)}" if r.n is not None and np.isfinite(r.n) else ""
+    return f'<br><small style="color:#555">[{fmt(r.low)}, {fmt(r.high)}]{n}</small>'
+
+
+def to_html(card: pd.DataFrame) -> str:
+    """The scorecard as an HTML table, one header row per section: item, the claim with its note
+    in small type beneath, paper, ours, difference (numbers to 4 significant digits), the verdict
+    coloured, and a link to the chapter section with the evidence (relative to the chapter pages)."""
+    from html import escape
+
+    head = "".join(f"<th>{h}</th>" for h in ("item", "claim", "paper", "ours", "ours − paper", "verdict", "evidence"))
+    body = []
+    for section, rows in card.groupby("section", sort=False):
+        body.append(f'<tr><th colspan="7" style="text-align:left;padding-top:.8em">{escape(section)}</th></tr>')
+        for r in rows.itertuples(index=False):
+            unit = f" ({escape(r.unit)})" if r.unit else ""
+            verdict = f'<span style="background:{_COLOURS[r.verdict]};padding:0 .3em">{r.verdict}</span>'
+            link = (f'<a href="{evidence_href(r.evidence)}">{escape(r.evidence.partition("#")[2] or r.evidence)}</a>'
+                    if r.evidence else "")
+            body.append(
+                f"<tr><td>{escape(r.item)}</td><td>{escape(r.claim)}{unit}<br>"
+                f'<small style="color:#555">{escape(r.note)}</small></td>'
+                f"<td>{escape(fmt(r.paper))}</td><td>{escape(fmt(r.ours))}{_interval_html(r)}</td>"
+                f"<td>{escape(fmt(r.difference))}</td><td>{verdict}</td><td><small>{link}</small></td></tr>")
+    widths = ("8%", "42%", "9%", "9%", "8%", "12%", "12%")
+    cols = "".join(f'<col style="width:{w}">' for w in widths)
+    return (f'<table class="scorecard" style="font-size:.85em;width:100%;table-layout:fixed">'
+            f"<colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
