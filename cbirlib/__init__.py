@@ -21,7 +21,7 @@ tests/test_architecture.py):
   rules), ``sweeptables``, ``plots`` and ``securityplots``, ``book``;
 - :mod:`cbirlib.studies` (the chapters' runs): ``cipherstudy``, ``classificationstudy``,
   ``retrievalstudy``, ``quantstudy``, ``securitystudy``, ``keyawarestudy``, ``attacksweep``,
-  ``parameters``;
+  ``parameters``, ``chapters`` (every chapter's typed configuration);
 - entry: ``cli`` (the ``cbir`` command) and ``device`` (a lent GPU) here, :mod:`cbirlib.workflow`
   (Snakemake jobs and their driver).
 """

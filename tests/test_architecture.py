@@ -19,7 +19,7 @@ LAYERS = {
                  "retrievalmetrics", "quantize", "keyaware"},
     "protocol": {"retrieval", "imagefiles"},
     "reporting": {"scorecard", "claims", "verdicts", "plots", "securityplots", "sweeptables", "book"},
-    "studies": {"cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",
+    "studies": {"chapters", "cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",
                 "securitystudy", "attacksweep", "parameters"},
     "entry": {"cli", "device", "bookjobs", "variants", "sweeps", "driver", "commands"},
 }

@@ -35,6 +35,23 @@ def test_folder_round_trip_with_master_key(folder, tmp_path):
     assert np.array_equal(pixels(tmp_path / "dec" / "c.png"), rgba)  # alpha dropped, as documented
 
 
+def test_the_server_loads_ciphertexts_without_any_key(tmp_path):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("x.png", "y.png"):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src / name)
+    master = keys.from_seed(0, CipherParams(4, 255, True))
+    imagefiles.encrypt_path(src, tmp_path / "enc", master)
+    held = imagefiles.load_encrypted(tmp_path / "enc")
+    assert held.ids == ("x.png", "y.png") and held.images.shape == (2, 16, 16, 3)
+    assert len(set(held.fingerprints)) == 2  # a key per image, only its fingerprint travels
+    assert not np.array_equal(held.images[0], pixels(src / "x.png"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(imagefiles.ImageFileError, match="contains no image files"):
+        imagefiles.load_encrypted(tmp_path / "empty")
+
+
 def test_wrong_key_and_wrong_params_are_clear_errors(folder, tmp_path):
     master = keys.from_seed(0, CipherParams(4, 200, True))
     imagefiles.encrypt_path(folder / "a.png", tmp_path / "a.png", master)

@@ -211,10 +211,6 @@ ASSETS: dict[str, Asset] = {
     ]
 }
 
-DATA_ASSETS = ("chest_ct", "chest_mask", "chest_lung1", "chest_lung2", "chest_lidc2_index", "chest_lidc2",
-               "brain_mni152", "brain_colin27", "brain_itk_t1", "brain_radiomics1", "brain_radiomics2",
-               "brain_pycortex_s1", "brain_brainbrowser_header", "brain_brainbrowser", "bone_ct",
-               "bone_headsq_index", "bone_headsq")
 #: real radiographs, the check set (never used for training)
 XRAY_ASSETS = tuple(name for name in ASSETS if name.startswith("xray_"))
 WEIGHT_ASSETS = ("vgg16_onnx", "vit_onnx")

@@ -26,9 +26,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import paper
+
 SPLITS = ("train", "val", "test")
-#: the paper's split, 1000 : 100 : 100 images per class
-PAPER_RATIO = (10, 1, 1)
+#: the paper's split, 1000 : 100 : 100 images per class, as the ratio (10, 1, 1)
+PAPER_RATIO = tuple(n // paper.DATASET_SPLIT["test"] for n in paper.DATASET_SPLIT.values())
 STACK = ("volume", "plane")
 
 

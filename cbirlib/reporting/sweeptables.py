@@ -241,8 +241,8 @@ def _lead(e2e: pd.DataFrame, view: pd.DataFrame | None = None) -> str:
                    "claim, not the number. In detail: ")
 
 
-#: test images per class in the paper (Sec. V: 1000/100/100 per class)
-PAPER_TEST_IMAGES = 300
+#: the paper's test images, all classes (Sec. V: 1000/100/100 per class, three classes)
+PAPER_TEST_IMAGES = paper.DATASET_SPLIT["test"] * len(paper.PAPER_CLASS_NAMES)
 
 
 def _one_pixel(view: pd.DataFrame) -> str:

@@ -5,8 +5,9 @@ command line they arrive as strings (``-p domains '["plain", 8]'``); :func:`coer
 into the type its default (or, for a default of None, the profile's value) has — YAML for lists,
 mappings, booleans and numbers — and refuses an unknown name or a value of the wrong type with a
 message that names the parameter and what it expects. :func:`apply` does the same inside a
-running notebook (on its own globals) and returns the line each chapter prints near its top: which
-data, profile and non-default parameters it ran with.
+running notebook (on its own globals; :func:`cbirlib.studies.chapters.configure` calls it) and
+:func:`describe` gives the line each chapter prints near its top: which data, profile and
+non-default parameters it ran with.
 
 >>> coerce("01_encryption", {"block_size": "16"})["block_size"]
 16
