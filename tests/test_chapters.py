@@ -83,3 +83,11 @@ def test_configure_checks_the_notebooks_globals_in_place():
     assert dataclasses.is_dataclass(cfg) and type(cfg) is chapters.EncryptionChapter
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.block_size = 4
+
+
+def test_chapters_and_studies_take_their_keys_by_role():
+    """One key and seed policy: experiment keys come from keys.experiment_key by role, never from a
+    seed offset written in a chapter or a study."""
+    texts = {p.name: p.read_text() for p in (ROOT / "notebooks").glob("*.ipynb")}
+    texts |= {p.name: p.read_text() for p in (ROOT / "cbirlib" / "studies").glob("*.py")}
+    assert [name for name, text in texts.items() if "from_seed(" in text] == []
