@@ -137,8 +137,9 @@ class ExperimentConfig:
         if self.trainable == "head":
             out.append("frozen pretrained trunk with cached pooled features and a trained linear head "
                        "(the paper fine-tunes all weights)")
-        for name, theirs in (("epochs", paper.TRAINING_SETUP["epochs"]), ("batch_size", paper.TRAINING_SETUP["batch_size"]),
-                             ("lr", paper.TRAINING_SETUP["learning_rate"]), ("image_size", paper.ASSUMED_IMAGE_SIZE)):
+        setup = paper.TRAINING_SETUP
+        for name, theirs in (("epochs", setup["epochs"]), ("batch_size", setup["batch_size"]),
+                             ("lr", setup["learning_rate"]), ("image_size", paper.ASSUMED_IMAGE_SIZE)):
             if getattr(self, name) != theirs:
                 out.append(f"{name} {getattr(self, name)} (paper: {theirs})")
         if self.trainable == "all" and self.backbone_lr not in (None, self.lr):
@@ -167,9 +168,9 @@ def setup_table(cfg: ExperimentConfig) -> pd.DataFrame:
             "batch_size": cfg.batch_size, "image_size": cfg.image_size,
             "trainable": "all weights" if cfg.trainable == "all" else "linear head on a frozen trunk",
             "weights": cfg.weights, "key_mode": cfg.key_mode, "substitution_strength": cfg.strength}
-    theirs = dict(paper.TRAINING_SETUP) | {"image_size": f"{paper.ASSUMED_IMAGE_SIZE} (assumed)", "trainable": "all weights (assumed)",
-                                           "weights": "ImageNet (assumed)", "key_mode": "per-image",
-                                           "substitution_strength": "not stated"}
+    theirs = dict(paper.TRAINING_SETUP) | {"image_size": f"{paper.ASSUMED_IMAGE_SIZE} (assumed)",
+                                           "trainable": "all weights (assumed)", "weights": "ImageNet (assumed)",
+                                           "key_mode": "per-image", "substitution_strength": "not stated"}
     rows = [dict(model=cfg.model, parameter=k, value=str(theirs[k]), source="paper") for k in ours]
     rows += [dict(model=cfg.model, parameter=k, value=str(v), source="ours") for k, v in ours.items()]
     return pd.DataFrame(rows)

@@ -6,17 +6,17 @@ book's jobs (:mod:`.bookjobs`), variant books of non-default runs (:mod:`.varian
 Two kinds of work go through the same engine:
 
 - **the book**: one job per chapter notebook (papermill), in parallel where the chapters'
-  dependencies allow (:data:`.bookjobs.UPSTREAM`), after jobs that compute the frozen-trunk features the
-  chapters share (:func:`.bookjobs.feature_groups`, :func:`.bookjobs.chapter_features`, and the key-aware study's own
-  job; cached by content, :mod:`cbirlib.learning.features`);
+  dependencies allow (:data:`.bookjobs.UPSTREAM`), after jobs that compute the frozen-trunk
+  features the chapters share (:func:`.bookjobs.feature_groups`, :func:`.bookjobs.chapter_features`
+  and the key-aware study's own job; cached by content, :mod:`cbirlib.learning.features`);
 - **sweeps**: a YAML file in ``workflow/sweeps/`` describes a grid of a chapter's parameters;
   every point of the grid is one job that writes its own folder of tidy results, and one
   aggregation job per sweep joins them into ``results/sweeps/<name>/`` with intervals. An
   interrupted sweep reruns only the points that are missing.
 
-:func:`.driver.run` starts Snakemake on the machine's cores (or on a cluster through a workflow profile in
-``workflow/profiles/``), keeps its log in ``build/logs/`` and prints what runs, how far each
-chapter is and the time left, estimated from the last recorded run.
+:func:`.driver.run` starts Snakemake on the machine's cores (or on a cluster through a workflow
+profile in ``workflow/profiles/``), keeps its log in ``build/logs/`` and prints what runs, how far
+each chapter is and the time left, estimated from the last recorded run.
 
 Sweep file::
 
