@@ -1,6 +1,7 @@
 """The package's plan, checked: every module of ``cbirlib`` sits in one layer, imports only from
 the layers it may (README, "Layout"), and uses no other module's private names. Static (reads
-the source with ``ast``, function-level imports included); nothing is imported."""
+the source with ``ast``, function-level imports included); only the last two tests import the
+modules, to check that every import and every ``python -m`` command names what exists."""
 
 import ast
 from pathlib import Path
@@ -123,3 +124,44 @@ def test_the_checker_sees_a_forbidden_import():
     tree = ast.parse("def f():\n    from .studies import securitystudy\n    from cbirlib.learning.train import Domain\n")
     assert imports_of(tree) == {"securitystudy", "train"}
     assert {LAYER_OF[m] for m in imports_of(tree)} - MAY_IMPORT["core"] - {"core"} == {"studies", "learning"}
+
+
+def _relative_target(path: Path, node: ast.ImportFrom) -> str:
+    package = ".".join(("cbirlib",) + path.parent.relative_to(PACKAGE).parts)
+    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def test_every_import_of_the_package_names_what_exists():
+    """Each ``from <module> import <names>`` inside cbirlib, at any depth of the code (a function's
+    imports run only when it is called), names a module that exists and names it has. This test
+    imports the modules."""
+    import importlib
+
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("cbirlib"))):
+                continue
+            target = _relative_target(path, node) if node.level else node.module
+            try:
+                module = importlib.import_module(target)
+            except ImportError:
+                missing.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {target}")
+                continue
+            for alias in node.names:
+                if not hasattr(module, alias.name) and importlib.util.find_spec(f"{target}.{alias.name}") is None:
+                    missing.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {target}.{alias.name}")
+    assert missing == []
+
+
+def test_every_module_a_command_runs_exists():
+    """``python -m cbirlib.<...>`` in the Makefile, the workflow, the device script and the docs."""
+    import importlib.util
+    import re
+
+    root = PACKAGE.parent
+    texts = [root / "Makefile", root / "README.md", root / "workflow" / "Snakefile", *root.glob("workflow/device/*"),
+             *root.glob("book/*.md"), *PACKAGE.rglob("*.py")]
+    named = {m for t in texts for m in re.findall(r"-m (cbirlib(?:\.\w+)*)", t.read_text())}
+    assert named and [m for m in sorted(named) if importlib.util.find_spec(m) is None] == []

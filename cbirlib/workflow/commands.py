@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in aggregate_sweep(args.sweep):
             print(path.relative_to(root()))
     elif args.action in ("notebook", "book"):
-        from .studies.parameters import ParameterError
+        from ..studies.parameters import ParameterError
 
         try:
             if args.action == "notebook":

@@ -14,5 +14,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/device.txt"
 python3 -m cbirlib.device unpack "$model" | tee -a "$out/device.txt"
-python3 -m cbirlib.classificationstudy paper --models "$model" --results-dir "$out/results" \
+python3 -m cbirlib.studies.classificationstudy paper --models "$model" --results-dir "$out/results" \
   --results-name "02_classification_paper_$model" 2>&1 | tee "$out/log.txt"
