@@ -27,6 +27,7 @@ def dataset_counts() -> pd.DataFrame:
             for c in PAPER_CLASS_NAMES for s, n in DATASET_SPLIT.items()]
     return pd.DataFrame(rows)
 
+
 #: Table V, "Comparative evaluation of encryption metrics: our algorithm versus AES", as printed.
 TABLE_V = {
     "MTCE": {"entropy": 7.392129887, "mse": 12766.02, "ssim": 0.273204, "psnr": 7.070247655},
@@ -38,6 +39,7 @@ def table_v() -> pd.DataFrame:
     """Tidy (method, metric, value, source='paper') rows of Table V."""
     return pd.DataFrame([dict(method=m, metric=k, value=v, source="paper")
                          for m, vals in TABLE_V.items() for k, v in vals.items()])
+
 
 #: Tables VI (ViT) and VII (VGG-16): per class accuracy, precision, recall in percent, as printed.
 #: Domains: plaintext, "8 Blocks", "1 Block". The paper's classes Bone, Chest, MRI are our bone,
@@ -71,6 +73,7 @@ def table_vi_vii() -> pd.DataFrame:
                     rows.append(dict(model=model, domain=domain, **{"class": cls}, metric=metric,
                                      value=math.nan if v is None else v / 100.0, source="paper"))
     return pd.DataFrame(rows)
+
 
 #: Table VIII (VGG-16, 8-px blocks, last layer quantized) as printed, fractions; the fully
 #: quantized model is given only in the text (:data:`FULLY_QUANTIZED`).

@@ -87,4 +87,3 @@ def resolve(notebook: str, profile: str, **parameters) -> dict:
             value = base[name]
         out[name] = value
     return out
-

@@ -287,8 +287,6 @@ def true_grid(order: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return truth.reshape(grid)
 
 
-
-
 def circular_spread(values: np.ndarray) -> np.ndarray:
     """Circular standard deviation of byte values (..., n) on the 256-level circle, in grey levels:
     ``256 / 2π · sqrt(−2 ln R)`` with R the mean resultant length. Adding a byte mod 256 rotates

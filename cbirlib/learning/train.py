@@ -6,7 +6,7 @@ or over volumes, :mod:`cbirlib.datasets.splits`) -> images at ``image_size`` -> 
 the model's preprocessing -> training (``trainable="all"``: every weight, as Table IV, with an
 optional lower learning rate for the pretrained layers; ``"head"``: frozen pretrained trunk,
 features cached by content, a trained linear head) -> the epoch with the best validation accuracy
-(:func:`fit`, optionally stopping early) -> predictions on the test images.
+(:func:`cbirlib.learning.fitting.fit`, optionally stopping early) -> predictions on the test images.
 
 Seeded and deterministic on the CPU: the same configuration gives the same numbers. On a CUDA
 device the batches stay on the device and ``amp=True`` trains in bfloat16 autocast (recorded).
@@ -28,6 +28,7 @@ from ..datasets import data as cbir_data, splits
 from . import features, models
 from .experimentconfig import Domain, ExperimentConfig, ExperimentError
 from .fitting import Fit, LinearHead, batches, fit, fit_linear_head, standardise
+
 
 def device_for(spec: str = "auto") -> torch.device:
     """CUDA when available (``auto``), else CPU."""
@@ -260,5 +261,3 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
             "environment": provenance.environment(), "device": str(device_for(cfg.device)),
             "wall_seconds": time.perf_counter() - start}
     return Experiment(cfg, dataset.classes, results, prov)
-
-

@@ -15,6 +15,7 @@ import pandas as pd
 from .. import paper as cbpaper, stats
 from .verdicts import ALPHA, CHANCE_MARGIN, RECOVERY_TOLERANCE, Results, Row, profile_note, rate_row, tolerance_verdict
 
+
 def dataset(r: Results) -> list[Row]:
     t = r.table("00_data", "dataset_counts")
     paper, ours = (int(t.loc[t.source == s, "images"].sum()) for s in ("paper", "ours"))

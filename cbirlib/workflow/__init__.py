@@ -35,4 +35,3 @@ Sweep file::
 ``fold: all`` means every fold of the point's split scheme; the plaintext domain has no key, so
 its ``key_mode: shared`` copies are dropped.
 """
-

@@ -149,5 +149,3 @@ def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results
                         kernel_name="python3", cwd=str(root() / "notebooks"), progress_bar=True,
                         log_output=False, request_save_on_cell_execute=True)
     book.hide_injected_parameters(out)
-
-

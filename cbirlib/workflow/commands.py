@@ -15,6 +15,7 @@ from .driver import run
 from .sweeps import aggregate_sweep, aggregate_target, load_sweep, run_sweep_point, sweep_results
 from .variants import run_data_variant, run_notebook_variant
 
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m cbirlib.workflow``: the commands the Snakefile's jobs run, and ``run``."""
     parser = argparse.ArgumentParser(prog="cbir workflow")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .bookjobs import KEY_AWARE_STAMP, PAPER_DOMAINS, WorkflowError, root, snakefile
 
+
 def _timings_files(profile: str) -> list[Path]:
     return [root() / "build" / "timings" / f"{profile}.json", root() / "workflow" / "timings" / f"{profile}.json"]
 
@@ -286,5 +287,3 @@ def _record_timings(profile: str, log_path: Path) -> None:
     known = json.loads(path.read_text()) if path.exists() else {}
     known |= {k: round(v, 1) for k, v in job_seconds(log_path.read_text()).items() if not k.startswith("point ")}
     path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
-
-

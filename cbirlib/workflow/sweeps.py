@@ -13,6 +13,7 @@ import yaml
 
 from .bookjobs import WorkflowError, root
 
+
 @dataclass
 class Sweep:
     name: str
@@ -180,5 +181,3 @@ def aggregate_sweep(name: str) -> list[Path]:
         written.append(results.write_table(table.assign(sweep=sweep.name, label=sweep.label), f"sweeps/{name}",
                                            table_name, {"sweep": sweep.name}, root() / "results", **record))
     return written
-
-

@@ -143,5 +143,3 @@ def run_data_variant(data: str, profile: str, cores: int | None = None) -> Path:
     if rc != 0:
         raise WorkflowError(f"the chapters on {data} did not run (exit {rc})")
     return build_variant_book(variant)
-
-
