@@ -69,6 +69,19 @@ class Chapter:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrainingChapter(Chapter):
+    """A chapter that trains: its experiment configuration is built, and so validated, with it."""
+
+    experiment: ExperimentConfig = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "experiment", self.make_experiment())
+
+    def make_experiment(self) -> ExperimentConfig:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataChapter(Chapter):
     notebook: ClassVar[str] = "00_data"
     data: str
@@ -137,7 +150,7 @@ class ClassificationChapter(Chapter):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetrievalChapter(Chapter):
+class RetrievalChapter(TrainingChapter):
     notebook: ClassVar[str] = "03_retrieval"
     model: str
     weights: str
@@ -153,14 +166,12 @@ class RetrievalChapter(Chapter):
     seed: int
     progress: bool
     results_name: str
-    experiment: ExperimentConfig = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def make_experiment(self) -> ExperimentConfig:
         from . import retrievalstudy as rs
 
-        object.__setattr__(self, "experiment", rs.config_for(
-            self.profile, self.model, weights=self.weights, data=self.data, strength=self.strength, swap=self.swap,
-            key_mode=self.key_mode, seed=self.seed))
+        return rs.config_for(self.profile, self.model, weights=self.weights, data=self.data, strength=self.strength,
+                             swap=self.swap, key_mode=self.key_mode, seed=self.seed)
 
     def describe(self) -> list[str]:
         e = self.experiment
@@ -169,7 +180,7 @@ class RetrievalChapter(Chapter):
 
 
 @dataclass(frozen=True, kw_only=True)
-class QuantizationChapter(Chapter):
+class QuantizationChapter(TrainingChapter):
     notebook: ClassVar[str] = "04_quantization"
     weights: str
     data: str
@@ -182,15 +193,13 @@ class QuantizationChapter(Chapter):
     seed: int
     progress: bool
     results_name: str
-    experiment: ExperimentConfig = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def make_experiment(self) -> ExperimentConfig:
         from . import retrievalstudy as rs
 
         # the study quantizes a frozen VGG-16 trunk + a trained linear head
-        object.__setattr__(self, "experiment", rs.config_for(
-            self.profile, "vgg16", weights=self.weights, data=self.data, strength=self.strength, seed=self.seed,
-            trainable="head"))
+        return rs.config_for(self.profile, "vgg16", weights=self.weights, data=self.data, strength=self.strength,
+                             seed=self.seed, trainable="head")
 
     def describe(self) -> list[str]:
         e = self.experiment
@@ -225,7 +234,7 @@ class SecurityChapter(Chapter):
 
 
 @dataclass(frozen=True, kw_only=True)
-class KeyAwareChapter(Chapter):
+class KeyAwareChapter(TrainingChapter):
     notebook: ClassVar[str] = "06_key_aware"
     model: str
     weights: str
@@ -238,15 +247,13 @@ class KeyAwareChapter(Chapter):
     k: int
     seed: int
     results_name: str
-    experiment: ExperimentConfig = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def make_experiment(self) -> ExperimentConfig:
         from . import keyawarestudy as ks
 
-        object.__setattr__(self, "experiment", ks.config_for(
-            self.profile, model=self.model, weights=self.weights, data=self.data, block_size=self.block_size,
-            negpos=self.negpos, fresh_keys=self.fresh_keys, image_size=self.image_size, epochs=self.epochs,
-            seed=self.seed))
+        return ks.config_for(self.profile, model=self.model, weights=self.weights, data=self.data,
+                             block_size=self.block_size, negpos=self.negpos, fresh_keys=self.fresh_keys,
+                             image_size=self.image_size, epochs=self.epochs, seed=self.seed)
 
     def describe(self) -> list[str]:
         e = self.experiment
