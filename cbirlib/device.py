@@ -154,7 +154,7 @@ skipped, failed, seconds)."""
             continue
         expected = last.get(arm, last.get("", 0.0))
         elapsed = time.perf_counter() - start
-        if elapsed + expected > deadline_s:
+        if last and elapsed + expected > deadline_s:  # nothing measured yet: the first point starts
             skipped.append(pid)
             log(f"skip {pid}: {elapsed:.0f} s + about {expected:.0f} s would pass the deadline of {deadline_s:.0f} s")
             continue

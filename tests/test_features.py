@@ -135,3 +135,16 @@ def test_feature_model_cache_off_when_hooks_change_outputs(home):
     h.remove()
     assert not torch.allclose(plain, hooked)
     assert torch.allclose(psi(x), plain)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vit"])
+@pytest.mark.parametrize("layer", ["pooled", "penultimate"])
+def test_feature_model_lives_on_its_networks_device(name, layer):
+    """Psi of a network on another device (a GPU; here the shape-only ``meta`` device) probes its
+    dimension there and keeps its buffers there: the first GPU run failed here with a CPU input."""
+    on_cpu = features.FeatureModel(models.build_model(name, 3, "none", 56, seed=0), layer)
+    b = models.build_model(name, 3, "none", 56, seed=0)
+    b.model.to("meta")
+    psi = features.FeatureModel(b, layer)
+    assert psi.mean.device.type == "meta" and psi.std.device.type == "meta"
+    assert psi.dim == on_cpu.dim

@@ -200,9 +200,11 @@ class FeatureModel(nn.Module):
         self.meta = {"model": p.model, "architecture": p.architecture, "weights": p.weights,
                      "num_classes": p.num_classes, "image_size": p.image_size, "layer": layer,
                      "weights_sha256": p.sha256}
-        dim = self._embed(torch.zeros(1, 3, p.image_size, p.image_size)).shape[1] if mean is None else len(mean)
-        self.register_buffer("mean", torch.zeros(dim) if mean is None else mean.float().clone())
-        self.register_buffer("std", torch.ones(dim) if std is None else std.float().clone())
+        device = next(self.backbone.parameters()).device  # the buffers live beside the network (CPU or GPU)
+        dim = (self._embed(torch.zeros(1, 3, p.image_size, p.image_size, device=device)).shape[1] if mean is None
+               else len(mean))
+        self.register_buffer("mean", torch.zeros(dim, device=device) if mean is None else mean.float().to(device).clone())
+        self.register_buffer("std", torch.ones(dim, device=device) if std is None else std.float().to(device).clone())
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         m = self.backbone.eval()

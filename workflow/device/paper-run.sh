@@ -13,7 +13,7 @@ model=${1:?usage: paper-run.sh vgg16|vit [DEADLINE_SECONDS]}
 deadline=${2:-300}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .device/wheels/*.whl
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/wheels/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/device.txt"
 python3 -m cbirlib.device unpack "$model" | tee -a "$out/device.txt"
