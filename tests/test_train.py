@@ -190,3 +190,30 @@ def test_end_to_end_uses_a_lower_rate_for_pretrained_layers(toy_folder):
     cfg = toy_config(toy_folder, trainable="all", epochs=3, patience=1, backbone_lr=1e-5, lr=1e-4)
     assert any("learning rate 1e-05" in d for d in cfg.differences_from_paper())
     assert any("early stopping" in d for d in cfg.differences_from_paper())
+
+
+@given(st.integers(1, 5000), st.floats(0.01, 0.5))
+@settings(max_examples=60, deadline=None)
+def test_warmup_cosine_rises_then_falls_to_zero(total, warmup):
+    import torch
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    f = train.warmup_cosine(opt, total, warmup).lr_lambdas[0]
+    values = [f(s) for s in range(total + 1)]
+    warm = max(1, round(warmup * total))
+    assert all(0 <= v <= 1 for v in values)
+    assert values[warm - 1] == 1.0 and values[total] == pytest.approx(0.0, abs=1e-12)
+    assert all(a < b for a, b in zip(values[:warm - 1], values[1:warm]))  # the warm-up rises
+    assert all(a >= b for a, b in zip(values[warm - 1:], values[warm:]))  # then only falls
+
+
+def test_warmup_cosine_schedule_spans_every_step_of_training(toy_folder, monkeypatch):
+    calls = []
+    real = train.warmup_cosine
+    monkeypatch.setattr(train, "warmup_cosine", lambda opt, steps: calls.append(steps) or real(opt, steps))
+    cfg = toy_config(toy_folder, trainable="all", epochs=2, lr=1e-4, schedule="warmup-cosine", train_per_class=5)
+    assert any("cosine" in d for d in cfg.differences_from_paper())
+    train.run_experiment(cfg, progress=False)
+    assert calls == [2 * -(-15 // 16)]  # epochs x batches per epoch (15 training images, batch 16)
+    with pytest.raises(ExperimentError, match="schedule must be one of"):
+        toy_config(toy_folder, schedule="linear")

@@ -17,6 +17,7 @@ from . import models
 TRAINABLE = ("all", "head")
 KEY_MODES = ("per-image", "shared")
 SPLIT_SCHEMES = ("slab", "kfold", "volume")
+SCHEDULES = ("constant", "warmup-cosine")
 _PAPER_SPLIT = "/".join(str(n) for n in paper.DATASET_SPLIT.values())
 
 
@@ -62,7 +63,10 @@ class ExperimentConfig:
     ``backbone_lr`` (``trainable="all"``): learning rate of the pretrained layers (None: ``lr``, as
     the paper); the new layers (VGG-16's classifier, the ViT's head) always use ``lr``.
     ``patience``: stop after this many epochs without a better validation accuracy (None: run
-    every epoch, as the paper). ``split``: ``slab`` (the dataset's own split column), ``kfold``
+    every epoch, as the paper). ``schedule`` (``trainable="all"``): ``constant`` learning rates (the
+    paper) or ``warmup-cosine`` (linear warm-up over the first tenth of the steps, then cosine decay
+    to zero, per step). ``amp``: bfloat16 autocast for the forward pass (on CUDA, and on CPUs: fast
+    where they have bfloat16 instructions). ``split``: ``slab`` (the dataset's own split column), ``kfold``
     (fold ``fold`` of ``folds`` over slabs) or ``volume`` (fold ``fold`` of a grouped k-fold by
     volume: held-out patients). ``key_expansion``: how keys expand into permutations
     (:data:`cbirlib.core.keys.EXPANSIONS`; 2, the default, is the fast one; 1 reproduces runs made
@@ -84,6 +88,7 @@ class ExperimentConfig:
     lr: float = paper.TRAINING_SETUP["learning_rate"]
     backbone_lr: float | None = None
     patience: int | None = None
+    schedule: str = "constant"
     amp: bool = False
     train_per_class: int | None = None
     val_per_class: int | None = None
@@ -108,6 +113,8 @@ class ExperimentConfig:
         for name in ("epochs", "batch_size", "image_size", "folds"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ExperimentError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.schedule not in SCHEDULES:
+            raise ExperimentError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ExperimentError(f"patience must be a positive integer or None, got {self.patience!r}")
         if not isinstance(self.fold, int) or not 0 <= self.fold < max(self.folds, 1):
@@ -145,6 +152,9 @@ class ExperimentConfig:
         if self.trainable == "all" and self.backbone_lr not in (None, self.lr):
             out.append(f"pretrained layers trained at learning rate {self.backbone_lr:g} (paper: {self.lr:g} "
                        "for every layer)")
+        if self.trainable == "all" and self.schedule != "constant":
+            out.append("learning rates warmed up over the first tenth of the steps, then cosine decay to zero "
+                       "(paper: constant)")
         if self.patience is not None:
             out.append(f"early stopping after {self.patience} epochs without a better validation accuracy "
                        f"(paper: all {self.epochs} epochs)")

@@ -33,11 +33,13 @@ class Fit:
 
 def fit(module: nn.Module, optimizer: torch.optim.Optimizer, loss_on: Callable[[torch.Tensor], torch.Tensor],
         n_train: int, batch_size: int, predict_val: Callable[[], np.ndarray], y_val: np.ndarray, epochs: int,
-        seed: int, patience: int | None = None, progress: bool = False, desc: str = "epochs") -> Fit:
+        seed: int, patience: int | None = None, progress: bool = False, desc: str = "epochs",
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Fit:
     """Train ``module`` for up to ``epochs`` epochs of shuffled mini-batches (``loss_on(index
     batch)`` returns the batch's mean loss), evaluate the validation accuracy after each, keep the
     weights of the first epoch with the best one, and stop early after ``patience`` epochs without
-    improvement. The module ends with the kept weights, in eval mode."""
+    improvement; ``scheduler`` steps after every optimizer step. The module ends with the kept
+    weights, in eval mode."""
     gen = torch.Generator().manual_seed(seed)
     history, best = [], (-1.0, 0, None)
     stopped = False
@@ -49,6 +51,8 @@ def fit(module: nn.Module, optimizer: torch.optim.Optimizer, loss_on: Callable[[
             loss = loss_on(idx)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += loss.item() * len(idx)
         module.eval()
         val_acc = float((predict_val() == y_val).mean())

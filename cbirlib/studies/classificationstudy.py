@@ -202,7 +202,24 @@ def run_point(point: dict, out_dir: str | Path, progress: bool = False) -> Path:
 # --------------------------------------------------------------------------- aggregation
 
 #: what identifies a configuration in the tables (seed, fold and variant come on top)
-GROUP = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size", "lr"]
+GROUP = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_size", "lr", "regime"]
+
+
+def regime_text(cfg: dict) -> str:
+    """How a point's network was trained, in words (image size aside): end to end or head only,
+    epochs, patience, learning rates, schedule, precision. Points of one regime share it."""
+    if cfg["trainable"] == "head":
+        return f"head only, {cfg['epochs']} epochs, lr {cfg['lr']:g}"
+    parts = [f"end to end, {cfg['epochs']} epochs"]
+    if cfg.get("patience"):
+        parts.append(f"patience {cfg['patience']}")
+    backbone = cfg.get("backbone_lr")
+    parts.append(f"lr {cfg['lr']:g}" + (f" (pretrained {backbone:g})" if backbone not in (None, cfg["lr"]) else ""))
+    if cfg.get("schedule", "constant") != "constant":
+        parts.append(cfg["schedule"])
+    if cfg.get("amp"):
+        parts.append("bf16")
+    return ", ".join(parts)
 
 
 def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -216,7 +233,7 @@ def load_points(points_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         ident = dict(model=cfg["model"], trainable=cfg["trainable"], domain=dom.name,
                      key_mode="none" if dom.block_size is None else cfg["key_mode"], split=cfg["split"],
                      strength=int(cfg["strength"]), image_size=int(cfg["image_size"]), lr=float(cfg["lr"]),
-                     seed=int(cfg["seed"]), fold=int(cfg["fold"]), arm=p.get("arm", ""), point=rec["id"])
+                     regime=regime_text(cfg), seed=int(cfg["seed"]), fold=int(cfg["fold"]), arm=p.get("arm", ""), point=rec["id"])
         rows.append(ident | {"accuracy": rec["accuracy"], "seconds": rec["seconds"], "epochs_run": rec["epochs_run"],
                              "best_epoch": rec["best_epoch"], "stopped_early": rec["stopped_early"],
                              "n_test": rec["counts"]["test"],
@@ -274,8 +291,9 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame) -> dict:
 
 
 def paired_table(preds: pd.DataFrame) -> pd.DataFrame:
-    """Exact McNemar tests on the same images and seed: shared vs per-image keys, end-to-end vs
-    head-only, the probe vs the network, and every quantization variant vs fp32. One row per test:
+    """Exact McNemar tests on the same images and seed: shared vs per-image keys, plaintext vs
+    each encrypted domain, end-to-end vs head-only, the probe vs the network, and every
+    quantization variant vs fp32. One row per test:
     the configuration of ``a`` (its GROUP columns and seed), ``kind``, what ``a`` and ``b`` are,
     n, discordant counts, both accuracies and the p-value."""
     rows = []
@@ -291,9 +309,14 @@ def paired_table(preds: pd.DataFrame) -> pd.DataFrame:
             other = idx.get(tuple((k | {"key_mode": "shared"})[c] for c in GROUP + ["seed"]))
             if other is not None:
                 add(k, "key mode", "shared", other, "per-image", g)
+        if k["key_mode"] != "none":  # the plaintext run of the same model, regime, split and seed
+            plain = idx.get(tuple((k | {"domain": "plaintext", "key_mode": "none"})[c] for c in GROUP + ["seed"]))
+            if plain is not None:
+                add(k, "domain", "plaintext", plain, k["domain"], g)
         if k["trainable"] == "all":  # the head-only run of the same model, domain, key, split and seed
-            heads = [v for kk, v in idx.items() if dict(zip(GROUP + ["seed"], kk)) | {"image_size": 0, "lr": 0}
-                     == k | {"trainable": "head", "image_size": 0, "lr": 0}]
+            free = {"image_size": 0, "lr": 0, "regime": ""}
+            heads = [v for kk, v in idx.items() if dict(zip(GROUP + ["seed"], kk)) | free
+                     == k | {"trainable": "head"} | free]
             if heads:
                 add(k, "training", "end-to-end", g, "head-only", heads[0])
     for key, g in preds.groupby(GROUP + ["seed"]):
