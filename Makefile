@@ -37,6 +37,7 @@ PROFILE ?= cpu
 DATA    ?= default
 CORES   ?= $(shell nproc 2>/dev/null || echo 2)
 SWEEP   ?=
+TEST_ARGS ?=
 CLUSTER ?=
 # Snakemake through cbirlib.workflow: parallel jobs, a status line with the time left, log in build/logs
 WORKFLOW = $(PY) -m cbirlib.workflow run --cores $(CORES) --profile $(PROFILE) --data '$(DATA)'
@@ -151,13 +152,16 @@ refresh: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weight
 	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp $(PAPERMILL) $$(basename $$nb) $$(basename $$nb) -p profile ci); \
 	done; rm -rf $$tmp
 
-test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## all tests: unit tests, nbval of the reference notebooks, book-check of their book
-	@tmp=$$(mktemp -d); \
-	CBIR_REQUIRE_ASSETS=1 CBIR_RESULTS_DIR=$$tmp $(PY) -m pytest tests notebooks \
-	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \
-	rc=$$?; rm -rf $$tmp; exit $$rc
-	$(MAKE) --no-print-directory reference-book
-	$(MAKE) --no-print-directory book-check BOOK_HTML=$(REF_BOOK)/_build/html
+test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## all tests on every core: unit tests, nbval of the reference notebooks and, beside them, the reader's check of their book (TEST_ARGS: more pytest options)
+	@tmp=$$(mktemp -d); rc=0; book_rc=0; \
+	$(MAKE) --no-print-directory reference-book book-check BOOK_HTML=$(REF_BOOK)/_build/html > $$tmp/book.log 2>&1 & book=$$!; \
+	CBIR_REQUIRE_ASSETS=1 CBIR_RESULTS_DIR=$$tmp/results $(PY) -m pytest tests notebooks -n $(CORES) \
+	  --durations=15 $(TEST_ARGS) --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  -p no:cacheprovider || rc=$$?; \
+	wait $$book || book_rc=$$?; \
+	echo "--- the reference book and the reader's check (ran beside the tests):"; cat $$tmp/book.log; rm -rf $$tmp; \
+	[ $$book_rc = 0 ] || echo "reference book or book-check failed (exit $$book_rc)"; \
+	[ $$rc = 0 ] && [ $$book_rc = 0 ]
 
 reference-book: $(VENV)/.installed $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## build the book from the committed reference notebooks (no execution)
 	rm -rf $(REF_BOOK) && mkdir -p $(REF_BOOK)/executed

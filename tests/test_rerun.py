@@ -2,14 +2,16 @@
 book's rerun page, `make book DATA=<folder>`, and going back to the default book, byte for byte.
 
 All at the ci profile, in a copy of the project (tracked files; .venv and data/ shared read-only by
-symlink), so the checkout's book and results are never touched. The copy first builds its default
-book; each `make run` then makes its own variant book under build/variants/.
+symlink), so the checkout's book and results are never touched. The copy builds its default book
+once per test run; each worker of a parallel run (pytest-xdist) works in a clone of it, and each
+`make run` makes its own variant book under build/variants/.
 """
 
 import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,40 +28,71 @@ SHARED = (".venv/.installed", "data/cache/.assets", "data/cache/.weights", "data
 pytestmark = pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="needs the project's .venv")
 
 
+#: the folder placeholders of the docs, all standing for the test's folder of images
+FOLDER_PLACEHOLDERS = ("/path/to/your/folder", "/path/to/folder")
+
+
 def documented_runs() -> list[str]:
-    """Every `make run ...` line of the docs (the generic `NB=<notebook>` one aside), as written."""
-    out = []
+    """Every `make run ...` line of the docs (the generic `NB=<notebook>` one aside), as written;
+    lines that differ only in the placeholder of a folder are one run (the same command)."""
+    out = {}
     for doc in DOCS:
         for line in doc.read_text().splitlines():
             line = line.split("  #")[0].strip()
             if line.startswith("make run ") and "<" not in line:
-                out.append(line)
-    return list(dict.fromkeys(out))
+                same = line
+                for placeholder in FOLDER_PLACEHOLDERS:
+                    same = same.replace(placeholder, FOLDER_PLACEHOLDERS[0])
+                out.setdefault(same, line)
+    return list(out.values())
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory, worker_id):
+    """The copy of the project with its default ci book and the folder of images, built once per
+    test run: side by side (pytest-xdist) the first worker that needs it builds it under a lock in
+    the run's common temporary folder, the others wait for it. Tests never touch it: each worker
+    works in a clone of its own (:func:`project`)."""
+    from filelock import FileLock
+
+    common = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    copy, folder = common / "rerun-project", common / "rerun-project" / "my-images"
+    with FileLock(str(common / "rerun-project.lock")):
+        if (copy / ".built").exists():
+            return copy, folder
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir()
+        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+        for rel in (f.decode() for f in files if f):
+            dst = copy / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if (ROOT / rel).is_file():
+                dst.write_bytes((ROOT / rel).read_bytes())
+                st = (ROOT / rel).stat()  # the checkout's times: the shared prerequisites stay up to date
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        for name in (".venv", "data"):
+            (copy / name).symlink_to(ROOT / name)
+        rng = np.random.default_rng(0)
+        for k, cls in enumerate(("alpha", "beta", "gamma")):
+            (folder / cls).mkdir(parents=True)
+            for i in range(24):
+                img = np.clip(rng.normal(60 + 70 * k, 30, (64, 64)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(folder / cls / f"{i:02d}.png")
+        proc = make(copy, "book", "PROFILE=ci", "CORES=2")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        (copy / ".built").touch()
+    return copy, folder
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    copy = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
-    for rel in (f.decode() for f in files if f):
-        dst = copy / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if (ROOT / rel).is_file():
-            dst.write_bytes((ROOT / rel).read_bytes())
-            st = (ROOT / rel).stat()  # the checkout's times: the shared prerequisites stay up to date
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-    for name in (".venv", "data"):
-        (copy / name).symlink_to(ROOT / name)
-    folder = copy / "my-images"
-    rng = np.random.default_rng(0)
-    for k, cls in enumerate(("alpha", "beta", "gamma")):
-        (folder / cls).mkdir(parents=True)
-        for i in range(24):
-            img = np.clip(rng.normal(60 + 70 * k, 30, (64, 64)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(folder / cls / f"{i:02d}.png")
-    proc = make(copy, "book", "PROFILE=ci", "CORES=2")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return copy, folder
+def project(built_project, tmp_path_factory):
+    """This worker's clone of the built project (files, times and the Snakemake state copied,
+    ``.venv`` and ``data`` still linked to the checkout), so that tests on several workers never
+    share a Snakemake lock or a variant folder."""
+    built, folder = built_project
+    clone = tmp_path_factory.mktemp("project") / "copy"
+    shutil.copytree(built, clone, symlinks=True, copy_function=shutil.copy2)
+    return clone, clone / folder.relative_to(built)
 
 
 def shared_stamps() -> dict[str, int]:
@@ -89,7 +122,8 @@ def book_hashes(html: Path) -> dict[str, str]:
 
 
 def run_line(copy: Path, line: str, folder: Path) -> subprocess.CompletedProcess:
-    line = line.replace("/path/to/your/folder", str(folder)).replace("/path/to/folder", str(folder))
+    for placeholder in FOLDER_PLACEHOLDERS:
+        line = line.replace(placeholder, str(folder))
     args = [a for a in shlex.split(line)[1:] if not a.startswith("PROFILE=")]
     return make(copy, *args, "PROFILE=ci", "CORES=2")
 
