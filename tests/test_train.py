@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -217,3 +218,30 @@ def test_warmup_cosine_schedule_spans_every_step_of_training(toy_folder, monkeyp
     assert calls == [2 * -(-15 // 16)]  # epochs x batches per epoch (15 training images, batch 16)
     with pytest.raises(ExperimentError, match="schedule must be one of"):
         toy_config(toy_folder, schedule="linear")
+
+
+def test_head_epochs_train_the_new_layers_alone_first(toy_folder, monkeypatch):
+    """Linear probing, then fine-tuning: during the head epochs no pretrained weight changes."""
+    cfg = toy_config(toy_folder, trainable="all", epochs=1, head_epochs=2, lr=1e-3, train_per_class=5)
+    assert any("new layers alone" in d for d in cfg.differences_from_paper())
+    bundle = train.models.build_model("vgg16", 3, "none", 32, seed=0)
+    before = {n: p.detach().clone() for n, p in bundle.model.named_parameters()}
+    seen = []
+    real_fit = train.fit
+
+    def spy(module, *args, **kw):
+        out = real_fit(module, *args, **kw)
+        seen.append({n: p.detach().clone() for n, p in module.named_parameters()})
+        return out
+
+    monkeypatch.setattr(train, "fit", spy)
+    ds = data.open_dataset(str(toy_folder))
+    result = train.fine_tune(cfg, bundle, train.prepare_splits(cfg, ds, Domain.parse("plain")),
+                             train.device_for("cpu"))
+    after_head = seen[0]
+    assert all(torch.equal(after_head[n], before[n]) for n in before if not n.startswith("classifier."))
+    assert any(not torch.equal(after_head[n], before[n]) for n in before if n.startswith("classifier."))
+    assert list(result.history.epoch) == [1, 2, 3] and result.best_epoch == 3
+    assert all(p.requires_grad for p in bundle.model.parameters())
+    with pytest.raises(ExperimentError, match="head_epochs"):
+        toy_config(toy_folder, head_epochs=-1)

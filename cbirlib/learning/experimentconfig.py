@@ -65,7 +65,8 @@ class ExperimentConfig:
     ``patience``: stop after this many epochs without a better validation accuracy (None: run
     every epoch, as the paper). ``schedule`` (``trainable="all"``): ``constant`` learning rates (the
     paper) or ``warmup-cosine`` (linear warm-up over the first tenth of the steps, then cosine decay
-    to zero, per step). ``amp``: bfloat16 autocast for the forward pass (on CUDA, and on CPUs: fast
+    to zero, per step). ``head_epochs`` (``trainable="all"``): epochs that train the new layers
+    alone before ``epochs`` of fine-tuning every weight (0: none, as the paper). ``amp``: bfloat16 autocast for the forward pass (on CUDA, and on CPUs: fast
     where they have bfloat16 instructions). ``split``: ``slab`` (the dataset's own split column), ``kfold``
     (fold ``fold`` of ``folds`` over slabs) or ``volume`` (fold ``fold`` of a grouped k-fold by
     volume: held-out patients). ``key_expansion``: how keys expand into permutations
@@ -89,6 +90,7 @@ class ExperimentConfig:
     backbone_lr: float | None = None
     patience: int | None = None
     schedule: str = "constant"
+    head_epochs: int = 0
     amp: bool = False
     train_per_class: int | None = None
     val_per_class: int | None = None
@@ -113,6 +115,8 @@ class ExperimentConfig:
         for name in ("epochs", "batch_size", "image_size", "folds"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ExperimentError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.head_epochs, int) or isinstance(self.head_epochs, bool) or self.head_epochs < 0:
+            raise ExperimentError(f"head_epochs must be a non-negative integer, got {self.head_epochs!r}")
         if self.schedule not in SCHEDULES:
             raise ExperimentError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
@@ -152,6 +156,9 @@ class ExperimentConfig:
         if self.trainable == "all" and self.backbone_lr not in (None, self.lr):
             out.append(f"pretrained layers trained at learning rate {self.backbone_lr:g} (paper: {self.lr:g} "
                        "for every layer)")
+        if self.trainable == "all" and self.head_epochs:
+            out.append(f"{self.head_epochs} epochs training the new layers alone first (linear probing, then "
+                       "fine-tuning; paper: every weight from the start)")
         if self.trainable == "all" and self.schedule != "constant":
             out.append("learning rates warmed up over the first tenth of the steps, then cosine decay to zero "
                        "(paper: constant)")

@@ -169,7 +169,10 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 def fine_tune(cfg: ExperimentConfig, bundle: models.ModelBundle, splits_: dict[str, SplitData],
               device: torch.device, progress: bool = False) -> Fit:
     """Every weight of ``bundle.model`` trained on the training images (Adam, cross-entropy), best
-    validation epoch kept. On CUDA the uint8 images are copied to the device once."""
+    validation epoch kept. With ``cfg.head_epochs``, the new layers are first trained alone for
+    that many epochs (linear probing, then fine-tuning: Kumar et al., ICLR 2022), and the epoch
+    kept is the best one of the fine-tuning that follows. On CUDA the uint8 images are copied to
+    the device once."""
     torch.manual_seed(cfg.seed)
     model = bundle.model.to(device)
     on_device = {s: torch.from_numpy(d.images).to(device) if device.type == "cuda" else d.images
@@ -184,12 +187,30 @@ def fine_tune(cfg: ExperimentConfig, bundle: models.ModelBundle, splits_: dict[s
             logits = model(x)
         return loss_fn(logits.float(), y_train[idx.to(device)])
 
+    def predict_val() -> np.ndarray:
+        return predict(bundle, on_device["val"], cfg.batch_size, device, cfg.amp)
+
+    first = None
+    if cfg.head_epochs:  # linear probing first: the pretrained layers frozen (no gradients), the new ones trained
+        new = new_layer_names(model)
+        body = [p for n, p in model.named_parameters() if not n.startswith(new)]
+        for p in body:
+            p.requires_grad_(False)
+        head_opt = torch.optim.Adam([p for n, p in model.named_parameters() if n.startswith(new)], lr=cfg.lr)
+        first = fit(model, head_opt, loss_on, len(y_train), cfg.batch_size, predict_val, splits_["val"].labels,
+                    cfg.head_epochs, cfg.seed, None, progress, f"{cfg.model} head epochs")
+        for p in body:
+            p.requires_grad_(True)
     steps = cfg.epochs * -(-len(y_train) // cfg.batch_size)
     scheduler = warmup_cosine(opt, steps) if cfg.schedule == "warmup-cosine" else None
-    return fit(model, opt, loss_on, len(y_train), cfg.batch_size,
-               lambda: predict(bundle, on_device["val"], cfg.batch_size, device, cfg.amp),
-               splits_["val"].labels, cfg.epochs, cfg.seed, cfg.patience, progress, f"{cfg.model} epochs",
-               scheduler=scheduler)
+    out = fit(model, opt, loss_on, len(y_train), cfg.batch_size, predict_val, splits_["val"].labels, cfg.epochs,
+              cfg.seed, cfg.patience, progress, f"{cfg.model} epochs", scheduler=scheduler)
+    if first is None:
+        return out
+    # one history: the head epochs first; the weights kept are the best epoch of the fine-tuning
+    history = pd.concat([first.history, out.history.assign(epoch=out.history.epoch + cfg.head_epochs)],
+                        ignore_index=True)
+    return Fit(history, out.best_epoch + cfg.head_epochs, out.stopped_early)
 
 
 # --------------------------------------------------------------------------- one domain, one experiment

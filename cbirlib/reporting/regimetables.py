@@ -170,3 +170,50 @@ def gpu_view(acc: pd.DataFrame) -> pd.DataFrame:
     cols = ["model", "regime", "split", "domain", "key_mode", "n", "value", "ci_low", "ci_high", "plaintext", "paper",
             "verdict"]
     return _order(out[cols]).reset_index(drop=True)
+
+
+def _ci(r) -> str:
+    return f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+
+
+def answer_text(view: pd.DataFrame, trend: pd.DataFrame | None = None) -> str:
+    """A few sentences from :func:`answer_view` (and :func:`size_trend`): plaintext against the
+    paper in this regime, then each key mode at 8-px blocks, with intervals, n and the tests."""
+    out = []
+    for model, g in view.groupby("model", sort=False):
+        plain = g[g.domain == "plaintext"]
+        if plain.empty:
+            continue
+        p = plain.iloc[0]
+        level = p.ci_high >= p.paper
+        name = {"vit": "ViT-S/14", "vgg16": "VGG-16"}.get(model, model)
+        text = (f"**{name}** ({p.regime}, {int(p.image_size)} px): plaintext {_ci(p)} over all {int(p.n)} images, "
+                f"the paper {p.paper:.3f} — " + ("the paper's level, so its encrypted rows are judged against the "
+                                                 "paper" if level else "below the paper's level, so no encrypted row "
+                                                 "of this regime is judged against the paper"))
+        for key, what in (("per-image", "a key per image (the paper's protocol)"), ("shared", "one shared key")):
+            r = g[(g.domain == "MTCE 8-px blocks") & (g.key_mode == key)]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            seeds = f", mean of {int(r.seeds)} seeds ({r.seed_min:.3f}–{r.seed_max:.3f})" if r.seeds > 1 else ""
+            text += (f"; 8-px blocks with {what}: {_ci(r)}{seeds}, against plaintext p = {r.p_vs_plaintext:.2g} "
+                     f"(exact McNemar, seed 0)")
+            if key == "per-image" and not np.isnan(r.paper):
+                text += f", the paper {r.paper:.3f} ({r.verdict})"
+        shared = g[(g.domain == "MTCE 8-px blocks") & (g.key_mode == "shared")]
+        if len(shared) and not np.isnan(shared.iloc[0].p_shared_vs_per_image):
+            text += f"; shared against per-image keys p = {shared.iloc[0].p_shared_vs_per_image:.2g}"
+        out.append(text + ".")
+    if trend is not None and len(trend):
+        gaps = []
+        for size, g in trend.groupby("image_size"):
+            plain, per = g[g.series == "plaintext"], g[g.series == "8-px blocks, per image keys"]
+            if len(plain) and len(per):
+                gaps.append((int(size), plain.value.iloc[0] - per.value.iloc[0]))
+        if len(gaps) > 1:
+            out.append("Plaintext minus 8-px per-image-key accuracy by image size: "
+                       + ", ".join(f"{s} px {d:+.3f}" for s, d in gaps)
+                       + (" — the gap narrows as images grow." if gaps[-1][1] < gaps[0][1] - 0.05 else
+                          " — the gap does not close as images grow." if gaps[-1][1] >= gaps[0][1] - 0.05 else "."))
+    return "\n\n".join(out)

@@ -210,7 +210,8 @@ def regime_text(cfg: dict) -> str:
     epochs, patience, learning rates, schedule, precision. Points of one regime share it."""
     if cfg["trainable"] == "head":
         return f"head only, {cfg['epochs']} epochs, lr {cfg['lr']:g}"
-    parts = [f"end to end, {cfg['epochs']} epochs"]
+    head = cfg.get("head_epochs") or 0
+    parts = [(f"head alone {head} epochs, then " if head else "") + f"end to end, {cfg['epochs']} epochs"]
     if cfg.get("patience"):
         parts.append(f"patience {cfg['patience']}")
     backbone = cfg.get("backbone_lr")
