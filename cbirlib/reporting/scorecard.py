@@ -49,12 +49,13 @@ PAPER_SETTINGS = {
     "security": {("05_security", "jigsaw"): {"data": "default"}},
     "key_aware": {("06_key_aware", "variants"): {"data": "default"}},
     "dataset": {},
+    "beyond": {("02_classification", "table_vi_vii"): {"data": "default"}},
 }
 _CLAIM_TITLES = {"table_v": ("Cipher", "Table V"), "fig_4": ("Cipher", "Fig. 4"), "key_space": ("Cipher", "eqs. (1)-(5)"),
                  "tables_vi_vii": ("Classification", "Tables VI-VII"), "table_viii": ("Quantization", "Table VIII"),
                  "memory": ("Quantization", "eq. (6)"), "protocol": ("Retrieval", "Fig. 2"),
                  "security": ("Security", "Sec. IV-D"), "key_aware": ("Beyond the paper", "key-aware ViT"),
-                 "dataset": ("Data", "Sec. V")}
+                 "dataset": ("Data", "Sec. V"), "beyond": ("Beyond the paper", "Tables VI-VII in a working regime")}
 
 
 def _differences(r: Results, name: str) -> list[str]:

@@ -28,7 +28,8 @@ from ..learning.experimentconfig import ExperimentConfig
 from . import parameters as cbparams
 
 #: parameters that say where results go or how a run looks, not what it computes: never recorded
-NOT_RECORDED = ("profile", "results_dir", "results_name", "progress", "sweep", "attack_sweep")
+NOT_RECORDED = ("profile", "results_dir", "results_name", "progress", "sweep", "attack_sweep", "regime_sweep",
+                "gpu_sweep")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +126,9 @@ class ClassificationChapter(Chapter):
     test_per_class: int | None
     seed: int
     progress: bool
+    regime_sweep: str
     sweep: str
+    gpu_sweep: str
     results_name: str
     experiments: tuple[ExperimentConfig, ...] = field(init=False, repr=False)
 
