@@ -83,7 +83,7 @@ def point_config(point: dict) -> ExperimentConfig:
 
 #: parameters added after points were recorded, at the value those points ran with: a point that
 #: sets one to this value is the same computation as before, so it keeps its name
-_ADDED_LATER = {"key_expansion": 1}
+_ADDED_LATER = {"key_expansion": 1, "head_epochs": 0}
 
 
 def point_id(point: dict) -> str:
