@@ -37,6 +37,20 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def newcombe_difference(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (his method 10, from two Wilson intervals) of the
+    difference of two independent proportions, k1/n1 - k2/n2.
+
+    >>> [round(x, 4) for x in newcombe_difference(56, 70, 48, 80)]
+    [0.0524, 0.3339]
+    """
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, confidence)
+    l2, u2 = wilson(k2, n2, confidence)
+    d = p1 - p2
+    return float(d - np.hypot(p1 - l1, u2 - p2)), float(d + np.hypot(u1 - p1, p2 - l2))
+
+
 def mean_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Student-t interval of a mean over ``n`` units with sample standard deviation ``std``
     (NaN, NaN when n < 2).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import stats
 from . import sweeptables
 
 SWEEP = "encrypted-regime"
@@ -24,23 +25,39 @@ KEYS = ["model", "trainable", "domain", "key_mode", "split", "strength", "image_
 DOMAIN_ORDER = ("plaintext", "MTCE 16-px blocks", "MTCE 8-px blocks", "MTCE 1-px blocks")
 
 
-def verdict(paper: float, low: float, high: float, plain_high: float, paper_plain: float, *,
-            protocol: bool = True) -> str:
-    """An encrypted row against the paper: ``not comparable here`` unless our plaintext interval
-    in the same regime reaches the paper's plaintext value (``plain_high >= paper_plain``); then
-    ``reproduced`` when the paper's value lies in our interval, else ``differs``. A row outside
-    the paper's protocol (one shared key) is a ``new result``.
+def at_papers_level(value: float, n: int, paper: float, paper_n: int = sweeptables.PAPER_TEST_IMAGES) -> bool:
+    """Whether our plaintext accuracy (``value`` over ``n`` images) is not significantly below the
+    paper's (``paper`` over its ``paper_n`` test images): the upper end of the 95 % Newcombe interval
+    of the difference, ours minus the paper's, reaches 0. The paper's value carries sampling noise
+    of its own (300 test images), so a plaintext a little under it can still be at its level."""
+    if any(np.isnan(v) for v in (value, paper)) or not n:
+        return False
+    return stats.newcombe_difference(round(value * n), n, round(paper * paper_n), paper_n)[1] >= 0
 
-    >>> verdict(0.913, 0.45, 0.52, 0.99, 0.98)
+
+def verdict(paper: float, low: float, high: float, plain_at_level: bool, *, protocol: bool = True) -> str:
+    """An encrypted row against the paper: ``not comparable here`` unless our plaintext in the same
+    regime is at the paper's level (:func:`at_papers_level`); then ``reproduced`` when the paper's
+    value lies in our interval, else ``differs``. A row outside the paper's protocol (one shared
+    key) is a ``new result``.
+
+    >>> verdict(0.913, 0.45, 0.52, True)
     'differs'
-    >>> verdict(0.913, 0.45, 0.52, 0.95, 0.98)
+    >>> verdict(0.913, 0.45, 0.52, False)
     'not comparable here'
     """
     if not protocol:
         return "new result"
-    if any(np.isnan(v) for v in (paper, low, high, plain_high, paper_plain)) or plain_high < paper_plain:
+    if not plain_at_level or any(np.isnan(v) for v in (paper, low, high)):
         return "not comparable here"
     return "reproduced" if low <= paper <= high else "differs"
+
+
+def plaintext_verdict(value: float, n: int, low: float, high: float, paper: float) -> str:
+    """A plaintext row: ``reproduced`` when the paper's value lies in our interval or our accuracy is
+    at the paper's level (:func:`at_papers_level`), else ``not comparable here`` (our regime is not
+    Table IV's, so a lower plaintext says that the regime falls short, not that the paper is wrong)."""
+    return "reproduced" if low <= paper <= high or at_papers_level(value, n, paper) else "not comparable here"
 
 
 def _fp32(acc: pd.DataFrame, **where) -> pd.DataFrame:
@@ -111,8 +128,8 @@ def answer_view(acc: pd.DataFrame, paired: pd.DataFrame, *, split: str = "kfold"
     net = a[a.variant == "fp32"]
     probe = a[a.variant == "ciphertext-statistics probe"][KEYS + ["value"]].rename(columns={"value": "probe"})
     out = _with_paper(net.merge(probe, on=KEYS, how="left"))
-    plain = out[out.domain == "plaintext"][["model", "value", "ci_low", "ci_high"]].rename(
-        columns={"value": "plaintext", "ci_low": "plaintext_low", "ci_high": "plaintext_high"})
+    plain = out[out.domain == "plaintext"][["model", "value", "n"]].rename(
+        columns={"value": "plaintext", "n": "plaintext_n"})
     out = out.merge(plain, on="model", how="left")
     p = paired[(paired.split == split) & (paired.image_size == image_size) & (paired.regime == regime)
                & (paired.seed.astype(str) == "0")]
@@ -121,15 +138,17 @@ def answer_view(acc: pd.DataFrame, paired: pd.DataFrame, *, split: str = "kfold"
     modes = p[p.kind == "key mode"][["model", "domain", "p_value"]].rename(columns={"p_value": "p_shared_vs_per_image"})
     out = out.merge(vs_plain, on=["model", "domain", "key_mode"], how="left").merge(modes, on=["model", "domain"],
                                                                                     how="left")
+    out["plaintext_at_papers_level"] = [at_papers_level(r.plaintext, r.plaintext_n, r.paper_plaintext)
+                                        for r in out.itertuples()]
     out["verdict"] = [
-        ("reproduced" if r.ci_low <= r.paper <= r.ci_high else "not comparable here") if r.domain == "plaintext"
-        else verdict(r.paper, r.ci_low, r.ci_high, r.plaintext_high, r.paper_plaintext,
-                     protocol=r.key_mode == "per-image")
+        plaintext_verdict(r.value, r.n, r.ci_low, r.ci_high, r.paper) if r.domain == "plaintext"
+        else verdict(r.paper, r.ci_low, r.ci_high, r.plaintext_at_papers_level, protocol=r.key_mode == "per-image")
         for r in out.itertuples()]
     out.loc[out.paper.isna() & (out.domain != "plaintext") & (out.key_mode == "per-image"), "verdict"] = "new result"
     out["seeds"] = out.seeds.fillna(1).astype(int)
     cols = ["model", "domain", "key_mode", "image_size", "regime", "n", "seeds", "value", "ci_low", "ci_high",
-            "seed_min", "seed_max", "probe", "plaintext", "paper", "p_vs_plaintext", "p_shared_vs_per_image", "verdict"]
+            "seed_min", "seed_max", "probe", "plaintext", "plaintext_at_papers_level", "paper", "p_vs_plaintext",
+            "p_shared_vs_per_image", "verdict"]
     return _order(out[cols]).reset_index(drop=True)
 
 
@@ -159,14 +178,14 @@ def gpu_view(acc: pd.DataFrame) -> pd.DataFrame:
     plaintext accuracy of the same regime, the paper's value and the verdict of :func:`verdict`."""
     a = _fp32(acc, seed="0")
     out = _with_paper(a[KEYS + ["n", "value", "ci_low", "ci_high"]])
-    plain = out[out.domain == "plaintext"][["model", "split", "regime", "value", "ci_high"]].rename(
-        columns={"value": "plaintext", "ci_high": "plaintext_high"})
+    plain = out[out.domain == "plaintext"][["model", "split", "regime", "value", "n"]].rename(
+        columns={"value": "plaintext", "n": "plaintext_n"})
     out = out.merge(plain, on=["model", "split", "regime"], how="left")
+    level = [at_papers_level(r.plaintext, r.plaintext_n, r.paper_plaintext) for r in out.itertuples()]
     out["verdict"] = [
-        ("reproduced" if r.ci_low <= r.paper <= r.ci_high else "not comparable here") if r.domain == "plaintext"
-        else verdict(r.paper, r.ci_low, r.ci_high, r.plaintext_high, r.paper_plaintext,
-                     protocol=r.key_mode == "per-image")
-        for r in out.itertuples()]
+        plaintext_verdict(r.value, r.n, r.ci_low, r.ci_high, r.paper) if r.domain == "plaintext"
+        else verdict(r.paper, r.ci_low, r.ci_high, lv, protocol=r.key_mode == "per-image")
+        for r, lv in zip(out.itertuples(), level)]
     cols = ["model", "regime", "split", "domain", "key_mode", "n", "value", "ci_low", "ci_high", "plaintext", "paper",
             "verdict"]
     return _order(out[cols]).reset_index(drop=True)
@@ -185,12 +204,13 @@ def answer_text(view: pd.DataFrame, trend: pd.DataFrame | None = None) -> str:
         if plain.empty:
             continue
         p = plain.iloc[0]
-        level = p.ci_high >= p.paper
+        level = bool(p.plaintext_at_papers_level)
         name = {"vit": "ViT-S/14", "vgg16": "VGG-16"}.get(model, model)
         text = (f"**{name}** ({p.regime}, {int(p.image_size)} px): plaintext {_ci(p)} over all {int(p.n)} images, "
-                f"the paper {p.paper:.3f} — " + ("the paper's level, so its encrypted rows are judged against the "
-                                                 "paper" if level else "below the paper's level, so no encrypted row "
-                                                 "of this regime is judged against the paper"))
+                f"the paper {p.paper:.3f} over its 300 — " +
+                ("at the paper's level (not significantly below it), so its encrypted rows are judged against the "
+                 "paper" if level else "significantly below the paper's level, so no encrypted row of this regime "
+                 "is judged against the paper"))
         for key, what in (("per-image", "a key per image (the paper's protocol)"), ("shared", "one shared key")):
             r = g[(g.domain == "MTCE 8-px blocks") & (g.key_mode == key)]
             if r.empty:
@@ -274,7 +294,7 @@ def gpu_text(view: pd.DataFrame, collapse: pd.DataFrame) -> str:
             continue
         p = plain.iloc[0]
         name = {"vit": "ViT-S/14", "vgg16": "VGG-16"}.get(model, model)
-        level = p.ci_high >= p.paper
+        level = at_papers_level(p.value, p.n, p.paper)
         text = (f"{name} trains at that rate: plaintext {_ci(p)} (n = {int(p.n)}) against the paper's "
                 f"{p.paper:.3f} — " + ("the paper's level." if level else
                                        "below the paper's level, so its encrypted rows are not comparable."))

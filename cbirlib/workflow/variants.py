@@ -115,18 +115,26 @@ def build_variant_book(variant: Variant) -> Path:
 def run_notebook_variant(nb: str, params: dict, profile: str, data: str = "default", cores: int | None = None,
                          name: str | None = None) -> Path:
     """``make run``: check ``params`` (before any work), execute chapter ``nb`` with them into a
-    variant book, rerun what reads its tables, build that book. Returns its index.html."""
+    variant book, rerun what reads its tables, build that book. Returns its index.html. Without
+    parameters, at the default book's profile, the default book's chapter is taken as it is (the
+    workflow re-executes it only when it is out of date)."""
     from ..studies import parameters as cbparams
 
     values = cbparams.coerce(nb, dict(params) | {"profile": profile} | ({"data": data} if data != "default" else {}))
     cbparams.check_available(nb, values)
     values.pop("profile")
     variant = Variant(name or variant_name(nb, values, data), profile, data)
-    seed_variant(variant)
+    seeded = seed_variant(variant)
     out = variant.executed / f"{nb}.ipynb"
     print(f"workflow: {nb} with {cbparams.describe(nb, values | {'profile': profile})} -> {out.relative_to(root())}",
           file=sys.stderr)
-    run_chapter(nb, out, profile, data, str(variant.results), {k: v for k, v in values.items() if k != "data"})
+    if nb in seeded and not values:
+        # no parameter differs from the default book's chapter at this profile: it is the chapter; the
+        # workflow below re-executes it only if it is out of date (code or data newer than it)
+        print(f"workflow: {nb} runs with the default book's parameters at profile {profile}: its executed chapter "
+              "is taken, and re-executed below only if out of date", file=sys.stderr)
+    else:
+        run_chapter(nb, out, profile, data, str(variant.results), {k: v for k, v in values.items() if k != "data"})
     rc = run(["notebooks"], cores, variant.config())
     if rc != 0:
         raise WorkflowError(f"the chapters of {variant.name} did not run (exit {rc})")
