@@ -113,3 +113,19 @@ def test_regime_text_of_a_head_only_run():
         "end to end, 10 epochs, patience 3, lr 0.001, bf16")
     assert cs.regime_text(dict(trainable="all", epochs=4, lr=1e-3, backbone_lr=1e-5, schedule="warmup-cosine")) == (
         "end to end, 4 epochs, lr 0.001 (pretrained 1e-05), warmup-cosine")
+
+
+def test_two_regimes_of_one_run_are_paired():
+    """The same end-to-end run trained two ways (say bf16 and fp32) gets one exact McNemar row."""
+    import pandas as pd
+
+    base = dict(model="vit", trainable="all", domain="plaintext", key_mode="none", split="kfold", strength=255,
+                image_size=112, lr=1e-3, seed=0, variant="fp32")
+    rows = []
+    for regime, right in (("end to end, 4 epochs, lr 0.001, bf16", [True] * 8 + [False] * 2),
+                          ("end to end, 4 epochs, lr 0.001", [True] * 5 + [False] * 5)):
+        rows += [base | dict(regime=regime, id=f"img{i}", correct=c) for i, c in enumerate(right)]
+    paired = cs.paired_table(pd.DataFrame(rows))
+    r = paired[paired.kind == "regime"]
+    assert len(r) == 1 and r.n.iloc[0] == 10 and {r.a.iloc[0], r.b.iloc[0]} == {rows[0]["regime"], rows[-1]["regime"]}
+    assert r.a_only.iloc[0] + r.b_only.iloc[0] == 3

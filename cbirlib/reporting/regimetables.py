@@ -84,10 +84,11 @@ def main_regime(acc: pd.DataFrame, model: str = "vit") -> str:
     return rows.regime.value_counts().idxmax()
 
 
-def regimes_view(acc: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+def regimes_view(acc: pd.DataFrame, points: pd.DataFrame, paired: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every regime tried, on plaintext (seed 0, every image once): accuracy with its 95 % Wilson
     interval, the epochs run and the cost (seconds per fold, CPU-hours for the 5 folds on these
-    machines, one thread per run). ``main`` marks the regime of the cipher arms."""
+    machines, one thread per run). ``main`` marks the regime of the cipher arms; with ``paired``,
+    ``p_vs_main`` is the exact McNemar p-value of each regime against it on the same images."""
     plain = _fp32(acc, domain="plaintext", split="kfold", seed="0")
     pts = points[(points.domain == "plaintext") & (points.split == "kfold") & (points.seed.astype(str) == "0")]
     cost = pts.groupby(["model", "image_size", "regime"]).agg(seconds_per_fold=("seconds", "mean"),
@@ -100,8 +101,16 @@ def regimes_view(acc: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     except KeyError:
         main = None
     out["main"] = (out.regime == main) & (out.image_size == MAIN_SIZE)
-    cols = ["model", "image_size", "regime", "main", "n", "value", "ci_low", "ci_high", "folds", "epochs_run",
-            "seconds_per_fold", "cpu_hours"]
+    if paired is not None and main is not None:
+        r = paired[(paired.kind == "regime") & (paired.domain == "plaintext") & (paired.split == "kfold")
+                   & (paired.seed.astype(str) == "0") & ((paired.a == main) | (paired.b == main))]
+        other = r.a.where(r.b == main, r.b)
+        p_main = pd.DataFrame({"model": r.model, "image_size": r.image_size, "regime": other, "p_vs_main": r.p_value})
+        out = out.merge(p_main, on=["model", "image_size", "regime"], how="left")
+    else:
+        out["p_vs_main"] = np.nan
+    cols = ["model", "image_size", "regime", "main", "n", "value", "ci_low", "ci_high", "p_vs_main", "folds",
+            "epochs_run", "seconds_per_fold", "cpu_hours"]
     return out[cols].sort_values(["model", "main", "image_size", "value"], ascending=[False, False, True, False]
                                  ).reset_index(drop=True)
 

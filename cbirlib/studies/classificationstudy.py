@@ -293,8 +293,9 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame) -> dict:
 
 def paired_table(preds: pd.DataFrame) -> pd.DataFrame:
     """Exact McNemar tests on the same images and seed: shared vs per-image keys, plaintext vs
-    each encrypted domain, end-to-end vs head-only, the probe vs the network, and every
-    quantization variant vs fp32. One row per test:
+    each encrypted domain, end-to-end vs head-only, every two regimes of the same end-to-end run
+    (kind ``regime``: ``a`` and ``b`` name the regimes; the row carries ``a``'s), the probe vs the
+    network, and every quantization variant vs fp32. One row per test:
     the configuration of ``a`` (its GROUP columns and seed), ``kind``, what ``a`` and ``b`` are,
     n, discordant counts, both accuracies and the p-value."""
     rows = []
@@ -320,6 +321,15 @@ def paired_table(preds: pd.DataFrame) -> pd.DataFrame:
                      == k | {"trainable": "head"} | free]
             if heads:
                 add(k, "training", "end-to-end", g, "head-only", heads[0])
+    same = [c for c in GROUP if c not in ("regime", "lr")] + ["seed"]  # the same run but for its training
+    for _, runs in pd.DataFrame([dict(zip(GROUP + ["seed"], key)) for key in idx]).groupby(same):
+        if runs.trainable.iloc[0] != "all" or len(runs) < 2:
+            continue
+        ordered = runs.sort_values("regime").to_dict("records")
+        for i, a in enumerate(ordered):
+            for b in ordered[i + 1:]:
+                ga, gb = (idx[tuple(r[c] for c in GROUP + ["seed"])] for r in (a, b))
+                add(a, "regime", a["regime"], ga, b["regime"], gb)
     for key, g in preds.groupby(GROUP + ["seed"]):
         k = dict(zip(GROUP + ["seed"], key))
         base = g[g.variant == "fp32"]
