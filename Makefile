@@ -152,7 +152,7 @@ refresh: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weight
 	  (cd notebooks && CBIR_RESULTS_DIR=$$tmp $(PAPERMILL) $$(basename $$nb) $$(basename $$nb) -p profile ci); \
 	done; rm -rf $$tmp
 
-test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## all tests on every core: unit tests, nbval of the reference notebooks and, beside them, the reader's check of their book (TEST_ARGS: more pytest options)
+test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights chromium ## all tests on every core: unit tests, nbval of the reference notebooks and, beside them, the reader's check of their book (TEST_ARGS: more pytest options)
 	@tmp=$$(mktemp -d); rc=0; book_rc=0; \
 	$(MAKE) --no-print-directory reference-book book-check BOOK_HTML=$(REF_BOOK)/_build/html > $$tmp/book.log 2>&1 & book=$$!; \
 	CBIR_REQUIRE_ASSETS=1 CBIR_RESULTS_DIR=$$tmp/results $(PY) -m pytest tests notebooks -n $(CORES) \

@@ -192,7 +192,9 @@ def _cmd_book_hide(args: argparse.Namespace) -> int:
 
 #: pages screenshotted by `cbir book check` (name: page under the HTML root)
 SCREENSHOT_PAGES = {"intro": ("intro.html", 1600), "scorecard": ("executed/99_scorecard.html", 6000),
-                    "encryption": ("executed/01_encryption.html", 1600)}
+                    "encryption": ("executed/01_encryption.html", 1600),
+                    "classification": ("executed/02_classification.html", 9000),
+                    "quantization": ("executed/04_quantization.html", 6000)}
 
 
 def _cmd_book_check(args: argparse.Namespace) -> int:
@@ -200,7 +202,10 @@ def _cmd_book_check(args: argparse.Namespace) -> int:
 
     problems = book.check_site(args.html)
     if not args.no_browser:
+        from .reporting import layoutcheck
+
         problems += book.check_rendered(args.html, args.screenshots, SCREENSHOT_PAGES)
+        problems += layoutcheck.check_layout(args.html)
     for p in problems:
         print(p)
     pages = sum(1 for _ in Path(args.html).rglob("*.html"))

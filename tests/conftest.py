@@ -23,8 +23,12 @@ NOTEBOOK_GROUP = "reference-notebooks"
 
 
 def pytest_configure(config):
-    """On an xdist worker: its own results folder and its share of the cores (set before any test
-    or notebook kernel starts, so both inherit them)."""
+    """matplotlib's layout warnings are errors in the notebook kernels nbval starts, as in the book's
+    build; on an xdist worker also its own results folder and its share of the cores (set before
+    any test or notebook kernel starts, so both inherit them)."""
+    from cbirlib.workflow import bookjobs
+
+    bookjobs.kernel_warnings()
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         return

@@ -299,3 +299,15 @@ def test_job_seconds_come_from_snakemake_s_own_stamps():
            "    jobid: 3\n[Tue Dec  1 13:35:40 2026]\nFinished jobid: 14 (Rule: chapter_02_classification)\n"
            "[Tue Dec  1 13:36:00 2026]\nFinished jobid: 3 (Rule: features)\n")
     assert driver.job_seconds(log) == {"02_classification": 46.0, "features vit (paper's domains)": 65.0}
+
+
+def test_layout_warnings_become_errors_in_the_chapters_kernels():
+    env = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    bookjobs.kernel_warnings(env)
+    bookjobs.kernel_warnings(env)  # idempotent
+    filters = env["PYTHONWARNINGS"].split(",")
+    assert filters[0] == "ignore::DeprecationWarning" and len(filters) == len(set(filters)) == 4
+    code = ("import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+            "fig, ax = plt.subplots(figsize=(0.5, 0.5)); ax.set_ylabel('x' * 300); fig.tight_layout()")
+    proc = subprocess.run([sys.executable, "-c", code], env=os.environ | env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "Tight layout not applied" in proc.stderr

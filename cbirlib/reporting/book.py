@@ -128,6 +128,10 @@ LEAKS = (
     ("log line", re.compile(r"^\s*(?:\[[\w. ]+\]\s*)?(?:WARNING|INFO|DEBUG|ERROR)\b[:|\]]|\b(?:WARNING|INFO|DEBUG)\s*[:|]\s",
                             re.MULTILINE)),
     ("absolute path", re.compile(r"(?<![\w.:/])/(?:root|home|tmp|work|usr|opt|var)/[\w.+-]+(?:/[\w.+-]+)*|site-packages")),
+    # a library talking to its own log: onnxruntime's calibration, a progress bar, a logger's prefix
+    ("log line", re.compile(r"^\s*(?:(?:Collecting tensor data|Finding optimal threshold|Calibrating|Quantizing)\b"
+                            r"|Percentile\s*:).*$|\d+%\|[#█▉▊▋▌▍▎▏ ]*\||\d+(?:\.\d+)?(?:it/s|s/it)\]|"
+                            r"^\s*(?:root|[\w.]+):(?:WARNING|INFO|DEBUG):", re.MULTILINE)),
 )
 
 

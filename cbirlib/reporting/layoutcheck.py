@@ -72,6 +72,8 @@ SCRIPT = """
                                         Math.round(cell.right - b.right) + ' px past the visible box');
     });
     col.querySelectorAll('td, th, p, li, span, a, figcaption, h1, h2, h3, h4, small').forEach(function (el) {
+      // MathJax's hidden copy for screen readers and other visually hidden text are clipped on purpose
+      if (el.closest('mjx-container, .sr-only, .visually-hidden')) return;
       var s = getComputedStyle(el);
       var over = el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0;
       if (over && (s.overflowX === 'hidden' || s.overflowX === 'clip' || s.textOverflow === 'ellipsis')) {
@@ -113,9 +115,10 @@ def measure(page: str | Path, width: int = WIDTH) -> dict:
 def check_layout(html_dir: str | Path, pages: list[str] | None = None, width: int = WIDTH) -> list[Problem]:
     """Every layout problem of the book's pages (all content pages by default) at ``width`` px."""
     root = Path(html_dir)
-    if pages is None:
+    if pages is None:  # every content page (a page that only redirects, like index.html, has no layout)
         pages = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.html")
-                       if not p.relative_to(root).as_posix().startswith("_") and p.name not in GENERATED_PAGES)
+                       if not p.relative_to(root).as_posix().startswith("_") and p.name not in GENERATED_PAGES
+                       and 'http-equiv="refresh"' not in p.read_text(encoding="utf-8")[:2000].lower())
     problems = []
     for rel in pages:
         report = measure(root / rel, width)

@@ -3,7 +3,9 @@ collapse, real int8 deployment with onnxruntime, and the memory analysis (eq. 6)
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,9 +190,10 @@ def onnx_int8(run: QuantRun, calib_images: int = 32, repeats: int = 3, workdir: 
     files = {"fp32": fp32}
     for m in methods:
         out = work / f"int8_{m}.onnx"
-        quantize_static(str(prepped), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=getattr(CalibrationMethod, m))
+        with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints its calibration progress
+            quantize_static(str(prepped), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, m))
         files[f"int8 ({m})"] = out
     x_test = pre(run.splits["test"].images).numpy()
     rows = []

@@ -3,6 +3,7 @@ and one chapter executed by papermill."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .. import paths
@@ -132,14 +133,30 @@ def warm_key_aware(profile: str, data: str) -> int:
     return len(keyawarestudy.run(keyawarestudy.config_for(profile, data=data)).table)
 
 
+#: matplotlib's warnings that a figure's labels did not fit (clipped or overlapping at the book's
+#: width): errors in every chapter's kernel, so that such a figure fails the build (PYTHONWARNINGS)
+LAYOUT_WARNINGS_AS_ERRORS = ",".join(f"error:{m}:UserWarning" for m in (
+    "Tight layout not applied", "constrained_layout not applied", "The figure layout has changed to tight"))
+
+
+def kernel_warnings(environ: dict | None = None) -> None:
+    """Add :data:`LAYOUT_WARNINGS_AS_ERRORS` to ``PYTHONWARNINGS`` of ``environ`` (default: this
+    process's, which the kernels it starts inherit)."""
+    env = os.environ if environ is None else environ
+    present = [w for w in env.get("PYTHONWARNINGS", "").split(",") if w]
+    env["PYTHONWARNINGS"] = ",".join(dict.fromkeys(present + LAYOUT_WARNINGS_AS_ERRORS.split(",")))
+
+
 def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results_dir: str = "",
                 parameters: dict | None = None) -> None:
     """Execute ``notebooks/<nb>.ipynb`` with papermill into ``out`` (kernel python3, progress in
-    the job's log), then fold the injected-parameters cell."""
+    the job's log; matplotlib's layout warnings are errors there), then fold the
+    injected-parameters cell."""
     import papermill as pm
 
     from ..reporting import book
 
+    kernel_warnings()
     params = {"profile": profile} | ({"data": data} if data != "default" else {}) | (parameters or {})
     if results_dir:
         params["results_dir"] = results_dir
