@@ -126,7 +126,11 @@ def test_build_tidy_counts_and_html(tmp_path):
     assert list(counts.verdict) == list(verdicts.VERDICTS) and counts.claims.sum() == 8
     html = scorecard.to_html(card)
     assert 'href="01_encryption.html#table-v-beside-the-paper"' in html and "paper error" in html
-    assert "n = 30" in html  # the interval and its count under ours
+    assert "n&nbsp;=&nbsp;30" in html  # the interval and its count under ours, never broken apart
+    # reading order: the claim, the two numbers and the verdict first; no fixed layout to overprint
+    assert html.index("<th>claim</th>") < html.index("<th>paper</th>") < html.index("<th>ours</th>") \
+        < html.index("<th>verdict</th>") < html.index("<th>evidence</th>")
+    assert "table-layout" not in html and html.startswith('<div class="scorecard-box">')
 
 
 def test_evidence_links_use_sphinx_section_ids():
@@ -190,6 +194,25 @@ def test_the_forest_plot_draws_every_claim_with_an_interval(tmp_path):
     assert len(means.get_yticklabels()) == 7  # Table V without the paper's ~0-bit AES entropy
     assert min(t.get_fontsize() for ax in fig.axes for t in ax.get_yticklabels() + ax.get_xticklabels()) >= 9
     assert rates.get_xlim() == (0.0, 1.0)
+
+
+def test_attack_scores_get_their_own_axis_in_the_forest_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from cbirlib.reporting import plots
+
+    row = dict(section="Classification", item="Table VI", claim="ViT: accuracy", paper=0.9, ours=0.5, low=0.45,
+               high=0.55, n=900, difference=-0.4, unit="", verdict="differs", note="", evidence="")
+    card = pd.DataFrame([row, row | dict(section="Security", claim="blocks reassembled", unit="share", paper="x",
+                                         ours=0.14, low=0.11, high=0.17, verdict="differs"),
+                         row | dict(section="Security", claim="probe", unit="probe accuracy", ours=0.57)])
+    fig = plots.scorecard_forest(card)
+    accuracy, attacks = fig.axes
+    assert [t.get_text() for t in attacks.get_yticklabels()] == ["blocks reassembled"]
+    assert len(accuracy.get_yticklabels()) == 2 and "accuracy" in accuracy.get_xlabel()
 
 
 def test_the_forest_plot_of_a_run_with_nothing_comparable_says_so(tmp_path):

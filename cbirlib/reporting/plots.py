@@ -355,36 +355,51 @@ def sweep_accuracy(view, title: str = "") -> plt.Figure:
     return fig
 
 
-def _short_claim(section: str, claim: str, width: int = 36) -> str:
+def _short_claim(section: str, claim: str, width: int = 40) -> str:
+    """A claim's label for the forest plot: its text before the colon, on at most two lines of
+    ``width`` characters (cut with an ellipsis beyond)."""
+    import textwrap
+
     text = claim.split(":")[0].replace("VGG-16, 8-px blocks, ", "VGG-16 8-px, ").replace(", int8 + fine-tuning", "")
     text = {"Beyond the paper": "beyond: "}.get(section, "") + text
-    return text if len(text) <= width else text[:width - 1].rstrip(" ,") + "…"
+    lines = textwrap.wrap(text, width)
+    if len(lines) > 2:
+        lines = [lines[0], lines[1][:width - 1].rstrip(" ,") + "…"]
+    return "\n".join(lines)
 
 
 def scorecard_forest(card) -> plt.Figure:
-    """The scorecard's measured claims as a forest plot, one line per claim grouped by section and
-    coloured by verdict: accuracies on their own 0–1 axis (the paper's value ◆, ours ● with our 95 %
-    interval), the cipher's quality means (Table V) as a difference from the paper's value in %.
-    Claims without an interval (exact quantities, texts), and the paper's AES entropy (a constant
-    image, about 0 bits), are left to the table."""
+    """The scorecard's measured claims as a forest plot, one line per claim coloured by verdict, on
+    one axis per kind of quantity: accuracies (0–1; the paper's value ◆, ours ● with our 95 %
+    interval), the attacks' scores (each in its own unit, a share from 0 to 1: adjacencies
+    reassembled, values decrypted), and the cipher's quality means (Table V) as a difference from
+    the paper's value in %. Claims without an interval (exact quantities, texts), and the paper's
+    AES entropy (a constant image, about 0 bits), are left to the table."""
     from .verdicts import VERDICTS
 
     def number(v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
     has = card[card.low.notna() & card.high.notna() & card.ours.map(number).astype(bool)]
-    rates = has[has.section != "Encryption"]
-    means = has[(has.section == "Encryption") & has.paper.map(number).astype(bool)]
-    means = means[means.paper.astype(float).abs() > 1e-6]
+    measured = has[has.section != "Encryption"]
+    accuracy_like = measured.unit.fillna("").eq("") | measured.unit.fillna("").str.contains("accuracy")
+    panels = [(measured[accuracy_like], "accuracy: ◆ paper, ● ours, 95 % interval", "rate"),
+              (measured[~accuracy_like], "attack scores, each a share (its unit in the table): ● ours, 95 % interval",
+               "rate"),
+              (has[(has.section == "Encryption") & has.paper.map(number).astype(bool)], "Table V: (ours − paper) / "
+               "paper, %", "relative")]
+    panels[2] = (panels[2][0][panels[2][0].paper.astype(float).abs() > 1e-6], *panels[2][1:])
+    panels = [pn for pn in panels if len(pn[0])] or panels[:1]
     edge = {"reproduced": "#2e7d32", "differs": "#b26a00", "paper error": "#c62828",
             "not comparable here": "#3f5f8f", "new result": "#6a4c93", "not reproducible here": "#666666"}
-    heights = [max(len(rates), 1), max(len(means), 1)]
-    fig, axes = plt.subplots(2, 1, figsize=(7.2, 0.32 * sum(heights) + 2.4), gridspec_kw={"height_ratios": heights})
-    for ax, rows, relative in ((axes[0], rates, False), (axes[1], means, True)):
+    heights = [max(len(rows), 1) for rows, _, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.2, 0.42 * sum(heights) + 1.4 * len(panels) + 0.6),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (rows, xlabel, kind) in zip(axes[:, 0], panels):
         for i, r in enumerate(rows.itertuples(index=False)):
             y = len(rows) - 1 - i
             vals = [float(r.ours), float(r.low), float(r.high)]
-            if relative:
+            if kind == "relative":
                 p = float(r.paper)
                 vals = [100 * (v - p) / abs(p) for v in vals]
             elif number(r.paper):
@@ -395,20 +410,18 @@ def scorecard_forest(card) -> plt.Figure:
         ax.set_yticks(range(len(rows) - 1, -1, -1), labels, fontsize=9)
         ax.tick_params(axis="x", labelsize=9)
         ax.grid(axis="x", alpha=0.3)
-        if relative:
+        ax.set_xlabel(xlabel, fontsize=9)
+        if kind == "relative":
             ax.axvline(0, color="black", lw=1)
-            ax.set_xlabel("Table V: (ours − paper) / paper, %", fontsize=10)
         else:
             ax.set_xlim(0, 1)
-            ax.set_xlabel("accuracy: ◆ paper, ● ours, 95 % interval", fontsize=10)
-    for ax, rows in ((axes[0], rates), (axes[1], means)):
         if rows.empty:  # e.g. a run on other data: every claim not comparable, nothing measured to draw
             ax.set_yticks([])
             ax.text(0.5, 0.5, "no measured claim with an interval in this run", ha="center", va="center",
                     transform=ax.transAxes, fontsize=10)
-    shown = set(rates.verdict) | set(means.verdict)
+    shown = set().union(*(set(rows.verdict) for rows, _, _ in panels))
     handles = [plt.Line2D([], [], color=edge[v], marker="o", lw=2, label=v) for v in VERDICTS if v in shown]
     if handles:
-        fig.legend(handles=handles, fontsize=9, loc="upper center", ncol=len(handles), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+        fig.legend(handles=handles, fontsize=8, loc="upper center", ncol=min(len(handles), 3), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     return fig

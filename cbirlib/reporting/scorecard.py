@@ -134,31 +134,38 @@ _COLOURS = {"reproduced": "#d8f0d8", "differs": "#fbeecb", "paper error": "#f6d3
 def _interval_html(r) -> str:
     if r.low is None or r.high is None or not np.isfinite(r.low):
         return ""
-    n = f", n = {int(r.n)}" if r.n is not None and np.isfinite(r.n) else ""
-    return f'<br><small style="color:#555">[{fmt(r.low)}, {fmt(r.high)}]{n}</small>'
+    n = f", n&nbsp;=&nbsp;{int(r.n)}" if r.n is not None and np.isfinite(r.n) else ""
+    return f'<br><small class="interval">[{fmt(r.low)}, {fmt(r.high)}]{n}</small>'
+
+
+#: the scorecard's columns, in reading order: what is claimed, the two numbers, the verdict first;
+#: the difference and the link to the evidence after
+COLUMNS = ("claim", "paper", "ours", "verdict", "ours − paper", "evidence")
 
 
 def to_html(card: pd.DataFrame) -> str:
-    """The scorecard as an HTML table, one header row per section: item, the claim with its note
-    in small type beneath, paper, ours, difference (numbers to 4 significant digits), the verdict
-    coloured, and a link to the chapter section with the evidence (relative to the chapter pages)."""
+    """The scorecard as an HTML table in its own scroll box (``div.scorecard-box``), one header row
+    per section: the claim (its item above in small type, its note beneath), paper, ours with our
+    interval, the verdict coloured, the difference (numbers to 4 significant digits) and a link to
+    the chapter section with the evidence (relative to the chapter pages). The columns size to
+    their content (no fixed layout, so nothing overprints); the book's CSS styles the classes."""
     from html import escape
 
-    head = "".join(f"<th>{h}</th>" for h in ("item", "claim", "paper", "ours", "ours − paper", "verdict", "evidence"))
+    head = "".join(f"<th>{h}</th>" for h in COLUMNS)
     body = []
     for section, rows in card.groupby("section", sort=False):
-        body.append(f'<tr><th colspan="7" style="text-align:left;padding-top:.8em">{escape(section)}</th></tr>')
+        body.append(f'<tr class="section"><th colspan="{len(COLUMNS)}">{escape(section)}</th></tr>')
         for r in rows.itertuples(index=False):
             unit = f" ({escape(r.unit)})" if r.unit else ""
-            verdict = f'<span style="background:{_COLOURS[r.verdict]};padding:0 .3em">{r.verdict}</span>'
+            verdict = f'<span class="verdict" style="background:{_COLOURS[r.verdict]}">{r.verdict}</span>'
             link = (f'<a href="{evidence_href(r.evidence)}">{escape(r.evidence.partition("#")[2] or r.evidence)}</a>'
                     if r.evidence else "")
             body.append(
-                f"<tr><td>{escape(r.item)}</td><td>{escape(r.claim)}{unit}<br>"
-                f'<small style="color:#555">{escape(r.note)}</small></td>'
-                f"<td>{escape(fmt(r.paper))}</td><td>{escape(fmt(r.ours))}{_interval_html(r)}</td>"
-                f"<td>{escape(fmt(r.difference))}</td><td>{verdict}</td><td><small>{link}</small></td></tr>")
-    widths = ("8%", "42%", "9%", "9%", "8%", "12%", "12%")
-    cols = "".join(f'<col style="width:{w}">' for w in widths)
-    return (f'<table class="scorecard" style="font-size:.85em;width:100%;table-layout:fixed">'
-            f"<colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+                f'<tr><td class="claim"><small class="item">{escape(r.item)}</small><br>{escape(r.claim)}{unit}<br>'
+                f'<small class="note">{escape(r.note)}</small></td>'
+                f'<td class="number">{escape(fmt(r.paper))}</td>'
+                f'<td class="number">{escape(fmt(r.ours))}{_interval_html(r)}</td>'
+                f"<td>{verdict}</td><td class=\"number\">{escape(fmt(r.difference))}</td>"
+                f'<td class="evidence"><small>{link}</small></td></tr>')
+    return (f'<div class="scorecard-box"><table class="scorecard"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
