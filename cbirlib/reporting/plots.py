@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -21,11 +23,102 @@ def smallest_text_pt(fig: plt.Figure, width_in: float = BOOK_WIDTH_IN) -> float:
     return min(sizes) * scale if sizes else float("inf")
 
 
+def text_overlaps(fig: plt.Figure, tolerance_px: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of ``fig`` whose boxes overlap by more than
+    ``tolerance_px`` (tick labels running together, labels printed over each other)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = list(fig.texts) + [t for leg in fig.legends for t in [*leg.get_texts(), leg.get_title()]]
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.axison:  # an axes turned off draws no ticks or axis labels
+            texts += [ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(which="both"),
+                      *ax.get_yticklabels(which="both")]
+        if ax.get_legend() is not None:
+            texts += [*ax.get_legend().get_texts(), ax.get_legend().get_title()]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text().strip()]
+    out = []
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            w = min(ba.x1, bb.x1) - max(ba.x0, bb.x0)
+            h = min(ba.y1, bb.y1) - max(ba.y0, bb.y0)
+            if w > tolerance_px and h > tolerance_px:
+                out.append((a, b))
+    return out
+
+
+def legend_covers_data(fig: plt.Figure) -> list[str]:
+    """Labels of the lines of which a data point lies under a legend drawn inside an axes."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        box = legend.get_window_extent(renderer)
+        if not ax.get_window_extent(renderer).overlaps(box):
+            continue  # the legend sits outside the axes
+        for line in ax.get_lines():
+            xy = ax.transData.transform(np.column_stack(line.get_data()).astype(float))
+            if np.any((xy[:, 0] > box.x0) & (xy[:, 0] < box.x1) & (xy[:, 1] > box.y0) & (xy[:, 1] < box.y1)):
+                out.append(line.get_label())
+    return out
+
+
+def tick_labels_apart(ax, values, labels, axis: str = "x", ratio: float = 1.35) -> None:
+    """Ticks at ``values`` (a log axis) with ``labels``, and no log-scale minor labels; where two
+    neighbours are closer than ``ratio`` (14 and 16 px side by side would read as "1416"), the left
+    label ends at its tick and the right one starts at its own, so a gap stays between them."""
+    values = sorted(values)
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    ticks = set_ticks(values, labels)
+    (ax.xaxis if axis == "x" else ax.yaxis).set_minor_locator(plt.NullLocator())
+    if axis != "x":
+        return
+    for i, (a, b) in enumerate(zip(values, values[1:])):
+        if a > 0 and b / a < ratio:
+            ax.get_xticklabels()[i].set_horizontalalignment("right")
+            ax.get_xticklabels()[i + 1].set_horizontalalignment("left")
+
+
+def annotate_apart(ax, xs, ys, texts, *, color=None, fontsize: float = 7, placed: list | None = None) -> list:
+    """Label points (``xs``, ``ys``) with ``texts``, each at the first of a few offsets (right-above,
+    right-below, left-above, left-below, further out) where its box overlaps no label placed before
+    (``placed``: the boxes so far, shared between calls; returned)."""
+    offsets = [(4, 4, "left"), (4, -11, "left"), (-4, 4, "right"), (-4, -11, "right"), (6, 13, "left"),
+               (6, -20, "left"), (-6, 13, "right"), (-6, -20, "right")]
+    placed = [] if placed is None else placed
+    renderer = ax.figure.canvas.get_renderer()
+    for x, y, text in zip(xs, ys, texts):
+        best = None
+        for dx, dy, ha in offsets:
+            a = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha=ha,
+                            color=color)
+            box = a.get_window_extent(renderer)
+            clash = sum(box.overlaps(b) for b in placed)
+            if best is None or clash < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (clash, a, box)
+            else:
+                a.remove()
+            if clash == 0:
+                break
+        placed.append(best[2])
+    return placed
+
+
 def montage(dataset: ImageDataset, per_class: int = 6, split: str | None = None,
             image_size: int = 224) -> plt.Figure:
-    """One row per class, ``per_class`` images spread evenly over the class (titles: plane, source)."""
+    """One row per class (its name at the left, horizontal), ``per_class`` images spread evenly over
+    the class, each titled with its plane and volume on two short lines; as wide as the book's text
+    column, so the titles keep their size there."""
+    import textwrap
+
     classes = dataset.classes
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(1.6 * per_class, 1.75 * len(classes)),
+    cell = BOOK_WIDTH_IN / (per_class + 0.8)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(BOOK_WIDTH_IN, (cell + 0.45) * len(classes)),
                              squeeze=False)
     rows = dataset.subset(split, per_class)
     for r, cls in enumerate(classes):
@@ -37,11 +130,10 @@ def montage(dataset: ImageDataset, per_class: int = 6, split: str | None = None,
                 continue
             row = sub.iloc[c]
             ax.imshow(read_rgb(dataset.root / row.path, image_size, dataset.resize))
-            title = f"{row.get('plane', '')} {row.get('volume', '')}".strip() or row.path
-            ax.set_title(title, fontsize=6)
-        axes[r, 0].text(-0.08, 0.5, cls, transform=axes[r, 0].transAxes, rotation=90,
-                        ha="right", va="center", fontsize=10)
-    fig.tight_layout()
+            title = f"{row.get('plane', '')} {row.get('volume', '')}".strip() or Path(row.path).stem
+            ax.set_title("\n".join(textwrap.wrap(title, 14)[:2]), fontsize=7)
+        axes[r, 0].text(-0.1, 0.5, cls, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
+    fig.tight_layout(rect=(0.8 / (per_class + 0.8), 0, 1, 1))
     return fig
 
 
@@ -125,17 +217,35 @@ def confusion_matrices(confusion, classes: list[str], columns: int = 3) -> plt.F
 
 
 def training_curves(history) -> plt.Figure:
-    """Validation accuracy and training loss per epoch, one line per (model, domain); dots mark
-    the kept (best-validation) epoch."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3))
+    """Validation accuracy and training loss per epoch, one line per (model, domain): a colour per
+    domain (seaborn's colour-blind palette), a line style per model, the legend beside the panels;
+    dots mark the kept (best-validation) epoch."""
+    import seaborn as sns
+
+    domains = list(dict.fromkeys(history.domain))
+    models = list(dict.fromkeys(history.model))
+    colours = dict(zip(domains, sns.color_palette("colorblind", len(domains))))
+    styles = dict(zip(models, ["-", "--", ":", "-."]))
+    rows = -(-len(domains) * len(models) // 3)  # legend rows, three entries a row
+    legend_in = 0.22 * rows + 0.1
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 2.9 + legend_in))
     for (model, domain), h in history.groupby(["model", "domain"], sort=False):
-        line, = a1.plot(h.epoch, h.val_accuracy, label=f"{model}: {domain}")
-        a1.scatter(h.epoch[h.best], h.val_accuracy[h.best], color=line.get_color())
-        a2.plot(h.epoch, h.train_loss, color=line.get_color())
+        kw = dict(color=colours[domain], linestyle=styles.get(model, "-"), linewidth=1.4)
+        a1.plot(h.epoch, h.val_accuracy, label=f"{model}: {domain}", **kw)
+        a1.scatter(h.epoch[h.best], h.val_accuracy[h.best], color=colours[domain], s=16, zorder=3)
+        a2.plot(h.epoch, h.train_loss, **kw)
     a1.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.02))
     a2.set(xlabel="epoch", ylabel="training loss", yscale="log")
-    a1.legend(fontsize=7)
-    fig.tight_layout()
+    a2.yaxis.set_minor_formatter(plt.NullFormatter())  # minor labels of a log axis run into the major ones
+    last = int(history.epoch.max())
+    for ax in (a1, a2):  # whole epochs, and no tick beyond the data to run into the next panel's
+        ax.set_xlim(0.5, last + 0.5)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=6, integer=True, min_n_ticks=1))
+        ax.tick_params(labelsize=9)
+        ax.xaxis.label.set_size(9)
+        ax.yaxis.label.set_size(9)
+    fig.legend(*a1.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -159,7 +269,10 @@ def accuracy_vs_block_size(table, paper_rows=None) -> plt.Figure:
                 ax.scatter(pb.index, pb.values, marker="x", color=line.get_color(), label=f"{model} (paper)")
     ax.axhline(1 / 3, color="grey", linestyle=":", linewidth=1, label="chance (3 classes)")
     ax.set(xscale="log", xlabel="block size (px)", ylabel="test accuracy", ylim=(0, 1.02))
-    ax.legend(fontsize=7)
+    sizes = sorted({int(b) for b in acc.domain.str.extract(r"(\d+)-px")[0].dropna()})
+    if sizes:
+        tick_labels_apart(ax, sizes, [str(b) for b in sizes])
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from .plots import annotate_apart, tick_labels_apart
+
 
 def attack_success(jigsaw, metric: str = "neighbour") -> plt.Figure:
     """Jigsaw success (``metric``: neighbour or direct comparison) against block size, one panel per
@@ -20,12 +22,14 @@ def attack_success(jigsaw, metric: str = "neighbour") -> plt.Figure:
             ch = a[a.metric == f"chance_{metric}"].sort_values("block_size")
             ax.plot(ch.block_size, ch.value, linestyle=":", color=line.get_color(), linewidth=1)
         ax.set(xscale="log", xlabel="block size (px)", title=f"strength {s}", ylim=(0, 1.02))
-        ax.set_xticks(sorted(g.block_size.unique()), [str(b) for b in sorted(g.block_size.unique())])
-        ax.xaxis.set_minor_locator(plt.NullLocator())  # only the block sizes, no log-scale minor labels
+        sizes = sorted(g.block_size.unique())  # only the block sizes, no log-scale minor labels
+        tick_labels_apart(ax, sizes, [str(b) for b in sizes])
         ax.tick_params(labelsize=9)
     axes[0, 0].set_ylabel(f"{metric} comparison")
-    axes[0, -1].legend(fontsize=8, title="dotted: random placement", title_fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False,
+               title="dotted: random placement", title_fontsize=8)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig
 
 
@@ -51,23 +55,25 @@ def privacy_utility(frontier, attack: str = "probe_accuracy", attack_label: str 
     success (privacy loss, right), one point per (block size, model), labelled with the block size.
     ``extra``: more points (columns model, label, accuracy and ``attack``), e.g. key-aware models;
     ``chance``: the attack's chance level (a dotted vertical line)."""
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.set(xlim=(0, 1.05), ylim=(0, 1.05))
+    placed: list = []  # label boxes so far: no block-size label is printed over another
     for model, g in frontier.dropna(subset=["accuracy"]).groupby("model", sort=False):
         g = g.sort_values(attack)
         line, = ax.plot(g[attack], g.accuracy, marker="o", label=model)
-        for _, r in g.iterrows():
-            ax.annotate(f"{r.block_size} px", (r[attack], r.accuracy), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points", color=line.get_color())
+        fig.canvas.draw()
+        annotate_apart(ax, g[attack], g.accuracy, [f"{b} px" for b in g.block_size], color=line.get_color(),
+                       placed=placed)
     if extra is not None:
         for _, r in extra.iterrows():
             ax.scatter(r[attack], r.accuracy, marker="*", s=80, zorder=3)
-            ax.annotate(r.label, (r[attack], r.accuracy), fontsize=6, xytext=(-6, -10), textcoords="offset points",
+            ax.annotate(r.label, (r[attack], r.accuracy), fontsize=7, xytext=(-6, -10), textcoords="offset points",
                         ha="right")
     if chance is not None:
         ax.axvline(chance, color="grey", linestyle=":", linewidth=1, label="attack at chance")
     ax.set(xlabel=f"{attack_label} (privacy loss →)", ylabel="classification accuracy (utility ↑)",
            ylim=(0, 1.05), xlim=(0, 1.05))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig
