@@ -20,8 +20,8 @@ BOOK_SRC   := $(wildcard book/*.md book/*.yml book/_css/*.css) CITATION.cff
 BOOK_INDEX := book/_build/html/index.html
 # papermill as the Makefile runs it, from notebooks/ (the chapters themselves run through the workflow)
 PAPERMILL  := ../$(PY) -m papermill -k python3 --log-level WARNING --no-progress-bar
-# `papermill --help-notebook` of every notebook, included by the book's "how to rerun" page
-PARAM_HELP := $(patsubst notebooks/%.ipynb,book/_generated/%.parameters.txt,$(NOTEBOOKS))
+# every notebook's parameters as a table (what papermill reads), included by the book's "how to rerun" page
+PARAM_HELP := $(patsubst notebooks/%.ipynb,book/_generated/%.parameters.md,$(NOTEBOOKS))
 # MathJax from the npm registry, pinned by the tarball's sha256, served from the book itself
 MATHJAX_VERSION := 3.2.2
 MATHJAX_SHA256  := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
@@ -94,9 +94,9 @@ data-drr: data/default-drr/manifest.csv ## build the simulated-radiograph varian
 notebooks: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights ## execute every notebook at PROFILE through the workflow (parallel, CORES jobs) into book/executed
 	$(WORKFLOW) notebooks
 
-book/_generated/%.parameters.txt: notebooks/%.ipynb $(VENV)/.installed
+book/_generated/%.parameters.md: notebooks/%.ipynb $(VENV)/.installed cbirlib/reporting/book.py
 	@mkdir -p book/_generated
-	$(VENV)/bin/papermill --help-notebook $< | sed -e '/^Usage:/d' -e '/^$$/d' -e 's/Unknown type (default \(.*\))/default \1/' > $@
+	$(CBIR) book parameters $< > $@
 
 book/_generated/citation.md: CITATION.cff $(VENV)/.installed
 	@mkdir -p book/_generated

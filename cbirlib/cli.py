@@ -182,6 +182,13 @@ def _cmd_book_citation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_book_parameters(args: argparse.Namespace) -> int:
+    from .reporting import book
+
+    sys.stdout.write(book.parameters_markdown(args.notebook))
+    return 0
+
+
 def _cmd_book_hide(args: argparse.Namespace) -> int:
     from .reporting import book
 
@@ -299,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = s_b.add_parser("citation", help="the book's citation section (Markdown) from CITATION.cff")
     p.add_argument("cff", nargs="?", default="CITATION.cff")
     p.set_defaults(func=_cmd_book_citation)
+    p = s_b.add_parser("parameters", help="a notebook's parameters as a Markdown table (the rerun page)")
+    p.add_argument("notebook")
+    p.set_defaults(func=_cmd_book_parameters)
     p = s_b.add_parser("check", help="check the built HTML as a reader would; screenshots in headless Chromium")
     p.add_argument("html", nargs="?", default="book/_build/html", help="built book (default book/_build/html)")
     p.add_argument("--screenshots", default="book/_build/screenshots", help="where the PNGs go")

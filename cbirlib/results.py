@@ -106,14 +106,37 @@ def side_by_side(tidy: pd.DataFrame, index: list[str], value: str) -> pd.DataFra
     return wide.reindex(columns=[s for s in SOURCES if s in wide.columns])
 
 
-def for_display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """A copy with float columns as strings of ``digits`` significant digits, so notebook outputs
-    are stable to compare (nbval) and easy to read. The CSVs keep full precision."""
+class DisplayTable:
+    """A table as the book shows it: HTML without pandas' row numbers (an index that names rows, as
+    a pivot's does, becomes the first columns), and the same as plain text. ``frame`` is the
+    displayed DataFrame (strings)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def _repr_html_(self) -> str:
+        return self.frame.to_html(index=False, na_rep="", border=0)
+
+    def __repr__(self) -> str:
+        return self.frame.to_string(index=False, na_rep="")
+
+
+def for_display(table: pd.DataFrame, digits: int = 4) -> DisplayTable:
+    """The table for the page: float columns as strings of ``digits`` significant digits (stable
+    for nbval, easy to read; the CSVs keep full precision), and no row-number column: a default or
+    unnamed integer index is dropped, a meaningful one (named, or of several levels) becomes the
+    first columns."""
     out = table.copy()
+    index = out.index
+    meaningful = isinstance(index, pd.MultiIndex) or index.name is not None or not pd.api.types.is_integer_dtype(index)
+    out = out.reset_index() if meaningful else out.reset_index(drop=True)
+    if isinstance(out.columns, pd.MultiIndex):  # a pivot's columns: one header line per level, joined
+        out.columns = [" ".join(str(part) for part in c if str(part)) for c in out.columns]
+    out.columns = [str(c) for c in out.columns]
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].map(lambda x: "" if pd.isna(x) else f"{x:.{digits}g}")
-    return out
+    return DisplayTable(out)
 
 
 def read_table(notebook: str, name: str, results_dir: str | Path | None = None) -> pd.DataFrame | None:

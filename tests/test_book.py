@@ -98,3 +98,15 @@ def test_code_the_reader_is_meant_to_see_is_not_a_leak(tmp_path):
     page = GOOD.replace("</main>", '<div class="cell_input"><pre>import warnings  # /work/x</pre></div>'
                         '<p>Relative paths such as data/cache/files and make run PARAMS are fine.</p></main>')
     assert book.check_site(_site(tmp_path, page)) == []
+
+
+def test_the_rerun_page_shows_each_notebooks_parameters_as_a_table():
+    from cbirlib import paths
+
+    md = book.parameters_markdown(paths.project_root() / "notebooks" / "02_classification.ipynb")
+    lines = md.splitlines()
+    assert lines[0] == "| parameter | default | what it does |" and all(l.count("|") >= 4 for l in lines)
+    image_size = next(l for l in lines if l.startswith("| `image_size`"))
+    assert "ci `56`" in image_size and "cpu `112`" in image_size and "paper `224`" in image_size
+    profile = next(l for l in lines if l.startswith("| `profile`"))
+    assert "ci \\| cpu \\| paper" in profile  # a pipe inside a cell is escaped

@@ -203,6 +203,32 @@ def check_rendered(html_dir: str | Path, screenshots: str | Path,
     return problems
 
 
+def parameters_markdown(notebook: str | Path) -> str:
+    """A notebook's parameters as a Markdown table for the rerun page: name, default (for a default
+    of None, the value of each profile, :mod:`cbirlib.profiles`) and what it does (the comment
+    beside it in the ``parameters`` cell, as papermill reads it)."""
+    import papermill as pm
+
+    from .. import profiles
+
+    path = Path(notebook)
+    table = profiles.PROFILES.get(path.stem, {})
+
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+    rows = ["| parameter | default | what it does |", "|---|---|---|"]
+    for name, p in pm.inspect_notebook(str(path)).items():
+        default = p["default"]
+        if default == "None" and any(name in values for values in table.values()):
+            default = "the profile's: " + "; ".join(f"{prof} `{values[name]!r}`" for prof, values in table.items()
+                                                    if name in values)
+        else:
+            default = f"`{default}`"
+        rows.append(f"| `{name}` | {cell(default)} | {cell(p.get('help') or '')} |")
+    return "\n".join(rows) + "\n"
+
+
 def _people(authors: list[dict]) -> str:
     names = [a["name"] if "name" in a else f"{a.get('given-names', '')} {a['family-names']}".strip()
              for a in authors]

@@ -129,6 +129,8 @@ def retrieval_view(retr: pd.DataFrame, split: str = "kfold", seed: str = "0") ->
     keys = ["model", "domain", "key_mode", "index", "lr"]  # lr: a check arm of another learning rate
     wide = r.pivot_table(index=keys, columns="metric", values=["value", "ci_low", "ci_high"], aggfunc="first")
     wide.columns = [f"{m} {v}".replace(" value", "") for v, m in wide.columns]
+    metrics = list(dict.fromkeys(m for _, m in r[["metric"]].itertuples()))
+    wide = wide[[c for m in metrics for c in (m, f"{m} ci_low", f"{m} ci_high") if c in wide.columns]]  # estimate first
     n = r.groupby(keys).n.first()
     out = wide.join(n).reset_index()
     order = {d: i for i, d in enumerate(DOMAINS)}
