@@ -98,6 +98,10 @@ book/_generated/%.parameters.md: notebooks/%.ipynb $(VENV)/.installed cbirlib/re
 	@mkdir -p book/_generated
 	$(CBIR) book parameters $< > $@
 
+book/_generated/headlines.md: results/99_scorecard/scorecard.csv $(VENV)/.installed cbirlib/reporting/scorecard.py
+	@mkdir -p book/_generated
+	$(CBIR) book headlines $< > $@
+
 book/_generated/citation.md: CITATION.cff $(VENV)/.installed
 	@mkdir -p book/_generated
 	$(CBIR) book citation $< > $@
@@ -115,7 +119,8 @@ $(MATHJAX): $(MATHJAX_TGZ)
 	  --exclude='package/es5/tex-mml-svg.js' --exclude='package/es5/output/svg*' --exclude='package/es5/node-main.js'
 	@touch $@
 
-$(BOOK_INDEX): $(wildcard book/executed/*.ipynb) $(BOOK_SRC) $(PARAM_HELP) book/_generated/citation.md $(MATHJAX)
+$(BOOK_INDEX): $(wildcard book/executed/*.ipynb) $(BOOK_SRC) $(PARAM_HELP) book/_generated/citation.md \
+               book/_generated/headlines.md $(MATHJAX)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ > book/build.log 2>&1 || (cat book/build.log; exit 1)
 	@touch $@
 
@@ -142,7 +147,7 @@ sweep: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights 
 	@test -n "$(SWEEP)" || (echo "usage: make sweep SWEEP=<name> (one of: $$(ls workflow/sweeps | sed 's/.yaml//' | tr '\n' ' '))"; exit 2)
 	$(WORKFLOW) --sweep $(SWEEP) $(if $(CLUSTER),--cluster $(CLUSTER))
 
-run: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## one chapter with other parameters, into its own book under build/variants/: make run NB=01_encryption PARAMS="-p block_size 16"
+run: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights $(PARAM_HELP) book/_generated/citation.md book/_generated/headlines.md $(MATHJAX) ## one chapter with other parameters, into its own book under build/variants/: make run NB=01_encryption PARAMS="-p block_size 16"
 	@test -n "$(NB)" || (echo "usage: make run NB=<notebook id> PARAMS='-p name value'"; exit 2)
 	@test -f notebooks/$(NB).ipynb || (echo "no notebook notebooks/$(NB).ipynb"; exit 2)
 	$(PY) -m cbirlib.workflow notebook $(NB) --profile $(PROFILE) --data '$(DATA)' --cores $(CORES) $(PARAMS)
@@ -163,7 +168,7 @@ test: data/default/manifest.csv data/checkset/manifest.csv data/cache/.weights c
 	[ $$book_rc = 0 ] || echo "reference book or book-check failed (exit $$book_rc)"; \
 	[ $$rc = 0 ] && [ $$book_rc = 0 ]
 
-reference-book: $(VENV)/.installed $(PARAM_HELP) book/_generated/citation.md $(MATHJAX) ## build the book from the committed reference notebooks (no execution)
+reference-book: $(VENV)/.installed $(PARAM_HELP) book/_generated/citation.md book/_generated/headlines.md $(MATHJAX) ## build the book from the committed reference notebooks (no execution)
 	rm -rf $(REF_BOOK) && mkdir -p $(REF_BOOK)/executed
 	cp -r book/*.md book/*.yml book/_vendor book/_css book/_generated $(REF_BOOK)/
 	cp notebooks/*.ipynb $(REF_BOOK)/executed/

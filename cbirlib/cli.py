@@ -189,6 +189,15 @@ def _cmd_book_parameters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_book_headlines(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .reporting import scorecard
+
+    sys.stdout.write(scorecard.headlines_markdown(pd.read_csv(args.scorecard)))
+    return 0
+
+
 def _cmd_book_hide(args: argparse.Namespace) -> int:
     from .reporting import book
 
@@ -306,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = s_b.add_parser("citation", help="the book's citation section (Markdown) from CITATION.cff")
     p.add_argument("cff", nargs="?", default="CITATION.cff")
     p.set_defaults(func=_cmd_book_citation)
+    p = s_b.add_parser("headlines", help="the intro's short version (Markdown) from the scorecard's tidy CSV")
+    p.add_argument("scorecard", nargs="?", default="results/99_scorecard/scorecard.csv")
+    p.set_defaults(func=_cmd_book_headlines)
     p = s_b.add_parser("parameters", help="a notebook's parameters as a Markdown table (the rerun page)")
     p.add_argument("notebook")
     p.set_defaults(func=_cmd_book_parameters)

@@ -279,3 +279,13 @@ def test_security_falls_back_to_the_chapter_s_means_without_the_sweep(tmp_path):
     jigsaw, recovery, _ = claims.security(scorecard.Results(tmp_path))
     assert jigsaw.verdict == "differs" and jigsaw.n is None and "this run" in jigsaw.note
     assert recovery.verdict == "reproduced" and recovery.low is None
+
+
+def test_the_intros_short_version_is_the_headline_rows_of_the_scorecard(tmp_path):
+    _table_v_results(tmp_path, paper.TABLE_V["AES"]["entropy"])
+    card = scorecard.build(tmp_path, claims=[claims.table_v])
+    md = scorecard.headlines_markdown(scorecard.tidy(card))
+    lines = md.splitlines()
+    assert lines[:2] == ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
+    assert len(lines) == 3 and lines[2].startswith("| Table V: AES entropy (bits) |") and "paper error" in lines[2]
+    assert ", n = " in lines[2]  # ours with its interval and count

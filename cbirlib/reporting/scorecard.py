@@ -169,3 +169,44 @@ def to_html(card: pd.DataFrame) -> str:
                 f'<td class="evidence"><small>{link}</small></td></tr>')
     return (f'<div class="scorecard-box"><table class="scorecard"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+#: the intro's short version: (item, start of the claim) of the headline rows, in reading order
+HEADLINES = (("Fig. 4", "decryption restores"), ("Table V", "AES entropy"), ("Eqs. (1)–(4)", "key space"),
+             ("Table VI, Fig. 6", "ViT, plaintext"), ("Table VI, Fig. 6", "ViT, 8-px blocks"),
+             ("Tables VI–VII", "ViT, 8-px blocks with ONE shared key"), ("Table IV", "VGG-16 trained as Table IV"),
+             ("Table VIII, Fig. 8(c), abstract", "VGG-16, 8-px blocks, last layer (99%)"),
+             ("Table VIII, Fig. 8(d)", "fully quantized"), ("Eq. (6), Sec. IV", "int8 cuts"),
+             ("Sec. IV.C", "local and global features"), ("Sec. IV.C, eqs. (2)–(5)", "per-image keys resist"),
+             ("Sec. IV.C", "the encrypted image reveals nothing"))
+
+
+def headlines_markdown(tidy_card: pd.DataFrame) -> str:
+    """The intro's short version: the :data:`HEADLINES` rows of the scorecard (its tidy CSV) as a
+    Markdown table — the claim, the paper's value, ours with its 95 % interval and n, the verdict.
+    Rows a run did not produce are left out."""
+    ours = tidy_card[tidy_card.source == "ours"]
+    paper = tidy_card[tidy_card.source == "paper"]
+    lines = ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
+    for item, start in HEADLINES:
+        hit = ours[(ours["item"] == item) & ours.claim.str.startswith(start)]
+        if hit.empty:
+            continue
+        r = hit.iloc[0]
+        p = paper[(paper["item"] == item) & (paper.claim == r.claim)]
+        value = _cell(r.value)
+        if pd.notna(r.low) and pd.notna(r.high):
+            value += f" [{fmt(float(r.low))}, {fmt(float(r.high))}]"
+        if pd.notna(r.n):
+            value += f", n = {int(r.n)}"
+        claim = r.claim.split(" (overall")[0] + (f" ({r.unit})" if isinstance(r.unit, str) and r.unit else "")
+        paper_value = _cell(p.value.iloc[0]) if len(p) else ""
+        lines.append(f"| {item}: {claim} | {paper_value} | {value} | {r.verdict} |".replace("\n", " "))
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v) -> str:
+    try:
+        return fmt(float(v))
+    except (TypeError, ValueError):
+        return str(v).replace("|", "\\|")

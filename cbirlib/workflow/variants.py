@@ -99,8 +99,13 @@ def build_variant_book(variant: Variant) -> Path:
                 shutil.copytree(src, dst)
             else:
                 shutil.copy2(src, dst)
-    from ..reporting import book
+    from ..reporting import book, scorecard
 
+    card = variant.results / "99_scorecard" / "scorecard.csv"
+    if card.exists():  # the intro's short version from this variant's own scorecard
+        import pandas as pd
+
+        (book_dir / "_generated" / "headlines.md").write_text(scorecard.headlines_markdown(pd.read_csv(card)))
     for nb in book_dir.glob("executed/*.ipynb"):
         book.hide_injected_parameters(nb)
     log = variant.folder / "build.log"
