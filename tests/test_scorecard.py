@@ -160,7 +160,7 @@ def test_the_data_row_describes_the_data_that_ran(tmp_path):
            [dict(label="a", split="train", images=10, source="ours"), dict(label="a", split="train", images=1000, source="paper")],
            {"profile": "ci", "data": "/somewhere/my-scans"})
     row = scorecard.build(tmp_path, claims=[claims.dataset]).iloc[0]
-    assert "my-scans" in row.note and "13 people" not in row.note
+    assert "my-scans" in row.note and "12 people" not in row.note
 
 
 def test_every_evidence_link_names_a_section_of_its_chapter():

@@ -260,6 +260,16 @@ def beside_paper(summary: pd.DataFrame, paper_rows: pd.DataFrame, metrics: Seque
     return pd.concat([theirs[cols], ours[cols]], ignore_index=True)
 
 
+def table_v_view(table: pd.DataFrame) -> pd.DataFrame:
+    """Table V as the chapter shows it: one row per method and source, one column per metric, our
+    cells "mean ± std (n = images)", the paper's its printed value."""
+    cells = [f"{v:.4g}" if pd.isna(sd) else f"{v:.4g} ± {sd:.2g} (n = {int(n)})"
+             for v, sd, n in zip(table.value, table["std"], table.n)]
+    wide = table.assign(cell=cells).pivot_table(index=["method", "source"], columns="metric", values="cell",
+                                                aggfunc="first", sort=False)
+    return wide.reset_index()
+
+
 def fig4_rows(images: np.ndarray, ids: Sequence[str], labels: Sequence[str], master: cbkeys.Key,
               per_class: int = 1) -> tuple[list[list[np.ndarray]], list[str]]:
     """Rows (original, encrypted, decrypted) for the first ``per_class`` images of each class."""
