@@ -138,3 +138,21 @@ def test_attack_sweeps_have_no_folds(tmp_path):
     assert all("fold" not in p for p in sweep.points.values())
     jig = [p for p in sweep.points.values() if p["attack"] == "jigsaw"]
     assert {p["block_size"] for p in jig} == {4, 8, 14, 16, 32} and all(p["per_class"] * 3 >= 24 for p in jig)
+
+
+def test_the_known_plaintext_sentence_gives_one_canonical_number_per_key_mode():
+    import pandas as pd
+
+    from cbirlib.studies import securitystudy
+
+    def table(shared, per, n=None):
+        rows = [dict(key_mode=m, pairs=p, metric="unseen_foreground_exact", value=v * p / 10, n=n,
+                     ci_low=v * p / 10 - 0.01, ci_high=v * p / 10 + 0.01, image_size=224)
+                for m, v in (("shared", shared), ("per-image", per)) for p in (5, 10)]
+        return pd.DataFrame(rows)
+
+    text = securitystudy.kpa_sentence(table(0.952, 0.0, n=72), table(0.98, 0.0))
+    assert text.startswith("known-plaintext attack (the attacks sweep, 10 pairs, 224 px, n = 72 decryptions)")
+    assert "95.2% [94.2%, 96.2%]" in text and "the security chapter's own run (fewer, smaller images), 10 pairs: " \
+        "shared 98.0%" in text
+    assert securitystudy.kpa_sentence(None, table(0.98, 0.0)).startswith("the security chapter's own run, 10 pairs")

@@ -135,7 +135,8 @@ def answer_view(acc: pd.DataFrame, paired: pd.DataFrame, *, split: str = "kfold"
     single = a[a.seed == "0"].merge(several[KEYS + ["variant"]], on=KEYS + ["variant"], how="left", indicator=True)
     a = pd.concat([several, single[single._merge == "left_only"].drop(columns="_merge")], ignore_index=True)
     net = a[a.variant == "fp32"]
-    probe = a[a.variant == "ciphertext-statistics probe"][KEYS + ["value"]].rename(columns={"value": "probe"})
+    probe = a[a.variant == "ciphertext-statistics probe"][KEYS + ["value", "ci_low", "ci_high"]].rename(
+        columns={"value": "probe", "ci_low": "probe_low", "ci_high": "probe_high"})
     out = _with_paper(net.merge(probe, on=KEYS, how="left"))
     plain = out[out.domain == "plaintext"][["model", "value", "n"]].rename(
         columns={"value": "plaintext", "n": "plaintext_n"})
@@ -156,7 +157,8 @@ def answer_view(acc: pd.DataFrame, paired: pd.DataFrame, *, split: str = "kfold"
     out.loc[out.paper.isna() & (out.domain != "plaintext") & (out.key_mode == "per-image"), "verdict"] = "new result"
     out["seeds"] = out.seeds.fillna(1).astype(int)
     cols = ["model", "domain", "key_mode", "image_size", "regime", "n", "seeds", "value", "ci_low", "ci_high",
-            "seed_min", "seed_max", "probe", "plaintext", "plaintext_at_papers_level", "paper", "p_vs_plaintext",
+            "seed_min", "seed_max", "probe", "probe_low", "probe_high", "plaintext", "plaintext_at_papers_level",
+            "paper", "p_vs_plaintext",
             "p_shared_vs_per_image", "verdict"]
     return _order(out[cols]).reset_index(drop=True)
 

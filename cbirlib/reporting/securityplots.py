@@ -50,11 +50,13 @@ def kpa_curves(kpa) -> plt.Figure:
 
 
 def privacy_utility(frontier, attack: str = "probe_accuracy", attack_label: str = "ciphertext-only probe accuracy",
-                    extra=None, chance: float | None = None) -> plt.Figure:
+                    extra=None, chance: float | None = None, accuracy_label: str = "classification accuracy"
+                    ) -> plt.Figure:
     """The privacy–utility frontier: classification accuracy (utility, up) against an attack's
     success (privacy loss, right), one point per (block size, model), labelled with the block size.
     ``extra``: more points (columns model, label, accuracy and ``attack``), e.g. key-aware models;
-    ``chance``: the attack's chance level (a dotted vertical line)."""
+    ``chance``: the attack's chance level (a dotted vertical line); ``accuracy_label`` says which run
+    the accuracies come from."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ax.set(xlim=(0, 1.05), ylim=(0, 1.05))
     placed: list = []  # label boxes so far: no block-size label is printed over another
@@ -71,7 +73,9 @@ def privacy_utility(frontier, attack: str = "probe_accuracy", attack_label: str 
                         ha="right")
     if chance is not None:
         ax.axvline(chance, color="grey", linestyle=":", linewidth=1, label="attack at chance")
-    ax.set(xlabel=f"{attack_label} (privacy loss →)", ylabel="classification accuracy (utility ↑)",
+    import textwrap
+
+    ax.set(xlabel=f"{attack_label} (privacy loss →)", ylabel="\n".join(textwrap.wrap(f"{accuracy_label} (utility ↑)", 40)),
            ylim=(0, 1.05), xlim=(0, 1.05))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)

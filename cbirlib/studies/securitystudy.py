@@ -182,6 +182,32 @@ def reconstruction_rows(examples: dict, block_size: int) -> tuple[list[list[np.n
     return rows, titles
 
 
+def kpa_sentence(sweep: pd.DataFrame | None, own: pd.DataFrame | None) -> str:
+    """The known-plaintext attack in one line, one canonical number per key mode: the attacks
+    sweep's (every pair count on its images, with the 95 % interval and n) when committed, the
+    security chapter's own run labelled as such beside it (or alone when there is no sweep)."""
+    def at(table: pd.DataFrame, mode: str) -> pd.Series:
+        last = int(table.pairs.max())
+        rows = table[(table.pairs == last) & (table.key_mode == mode) & (table.metric == "unseen_foreground_exact")]
+        return rows.iloc[0] if len(rows) else None
+
+    parts = []
+    if sweep is not None:
+        last = int(sweep.pairs.max())
+        size = int(sweep.image_size.iloc[0]) if "image_size" in sweep else None
+        shared, per = at(sweep, "shared"), at(sweep, "per-image")
+        parts.append(f"known-plaintext attack (the attacks sweep, {last} pairs, {size} px, n = {int(shared.n)} "
+                     f"decryptions): a shared key lets the attacker decrypt {shared.value:.1%} "
+                     f"[{shared.ci_low:.1%}, {shared.ci_high:.1%}] of unseen foreground values; per-image keys "
+                     f"{per.value:.2%}")
+    if own is not None:
+        last = int(own.pairs.max())
+        shared, per = at(own, "shared"), at(own, "per-image")
+        label = "the security chapter's own run" + (" (fewer, smaller images)" if sweep is not None else "")
+        parts.append(f"{label}, {last} pairs: shared {shared.value:.1%}, per-image {per.value:.2%}")
+    return "; ".join(parts) if parts else "run notebooks/05_security.ipynb first for the known-plaintext numbers"
+
+
 def kpa_at_most_pairs(kpa: pd.DataFrame) -> tuple[int, pd.Series]:
     """(the largest number of pairs tried, its values indexed by (key_mode, metric))."""
     last = int(kpa.pairs.max())
@@ -338,6 +364,17 @@ def frontier(classification: pd.DataFrame | None, jigsaw: pd.DataFrame, probe: p
                              jigsaw_neighbour_chance=j.get("chance_neighbour", np.nan),
                              probe_accuracy=float(p.iloc[0]) if len(p) else np.nan, source="ours"))
     return pd.DataFrame(rows)
+
+
+def accuracy_source(parameters: dict | None) -> str:
+    """Where the frontier's accuracies come from, for its axis: the classification chapter's live
+    run, with its profile, training and image size (other numbers of the same accuracy, from the
+    sweeps, are on the classification page and the scorecard)."""
+    if not parameters:
+        return "classification accuracy"
+    how = "frozen trunk + linear head" if parameters.get("trainable") == "head" else "fine-tuned"
+    return (f"accuracy, classification chapter's live run ({parameters.get('profile', '?')}: {how}, "
+            f"{parameters.get('image_size', '?')} px, slab split)")
 
 
 def findings(jigsaw: pd.DataFrame, kpa: pd.DataFrame, probe: pd.DataFrame, strength: int) -> list[str]:
