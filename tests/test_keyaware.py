@@ -106,3 +106,16 @@ def test_the_intensity_histogram_matches_numpy_image_by_image():
     grey = images.reshape(4, -1, 3).mean(-1)
     want = np.stack([np.histogram(g, bins=np.linspace(0, 256, 33))[0] for g in grey])
     assert np.array_equal(got, want) and got.sum(1).tolist() == [64] * 4
+
+
+def test_map_comes_with_its_interval_and_the_queries_average_precisions():
+    import torch
+
+    from cbirlib.studies import keyawarestudy as ks
+
+    g = torch.Generator().manual_seed(0)
+    feats = {s: torch.randn(n, 6, generator=g) for s, n in (("train", 30), ("val", 9), ("test", 12))}
+    labels = {s: np.arange(len(f)) % 3 for s, f in feats.items()}
+    maps, ap = ks._map(feats, labels, torch.zeros(6), torch.ones(6))
+    assert ap.shape == (12,) and maps["mAP"] == pytest.approx(ap.mean())
+    assert maps["mAP_ci_low"] <= maps["mAP"] <= maps["mAP_ci_high"] and 0 <= maps["precision@10"] <= 1
