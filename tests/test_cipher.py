@@ -216,3 +216,48 @@ def test_a_schedule_only_applies_to_its_shape_and_count():
         cipher.apply_schedule(np.zeros((2, 8, 8, 3), np.uint8), sched, out=np.zeros((2, 8, 8, 3), np.uint16))
     imgs = np.random.default_rng(9).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     assert np.array_equal(cipher.invert_schedule(cipher.apply_schedule(imgs, sched), sched), imgs)
+
+
+@st.composite
+def image16_and_keys(draw):
+    """A batch of uint16 images of any shape the cipher takes and per-image 16-bit keys (or one shared)."""
+    b = draw(st.integers(1, 6))
+    n = draw(st.integers(1, 3))
+    h, w = b * draw(st.integers(1, 4)), b * draw(st.integers(1, 4))
+    c = draw(st.sampled_from([1, 3]))
+    batch = draw(arrays(np.uint16, (n, h, w, c)))
+    params = CipherParams(b, draw(st.integers(0, 65535)), draw(st.booleans()), draw(st.sampled_from([1, 2])), 16)
+    master = keys.from_seed(draw(st.integers(0, 2**32)), params)
+    return batch, ([master.for_image(f"i{r}") for r in range(n)] if draw(st.booleans()) else master.for_group(0))
+
+
+@given(image16_and_keys())
+@settings(max_examples=120, deadline=None)
+def test_sixteen_bit_round_trip_is_exact(case):
+    batch, key = case
+    before = batch.copy()
+    enc = cipher.encrypt(batch, key)
+    assert enc.dtype == np.uint16 and enc.shape == batch.shape
+    assert np.array_equal(cipher.decrypt(enc, key), batch)
+    assert np.array_equal(batch, before)
+
+
+def test_sixteen_bit_keys_use_the_full_range_and_never_convert_silently():
+    key16 = keys.from_seed(3, CipherParams(8, 65535, depth=16)).for_image("ct")
+    ct = np.random.default_rng(0).integers(0, 4096, (64, 64, 1)).astype(np.uint16)  # a 12-bit CT slice
+    enc = cipher.encrypt(ct, key16)
+    assert enc.max() > 4095 and len(np.unique(enc)) > 3000  # substitution mod 2^16 spreads the values
+    assert np.array_equal(cipher.decrypt(enc, key16), ct)
+    with pytest.raises(CipherInputError, match="16-bit images and an 8-bit key"):
+        cipher.encrypt(ct, key_for())
+    with pytest.raises(CipherInputError, match="8-bit images and a 16-bit key"):
+        cipher.encrypt(ct.astype(np.uint8), key16)
+    with pytest.raises(ValueError, match="strength must be an integer in 0..255"):
+        CipherParams(8, 4095)
+    assert CipherParams(8, 4095, depth=16).record()["depth"] == 16 and "depth" not in CipherParams().record()
+    # a 16-bit key's permutations come from a derived key: not those of the same secret at 8 bits
+    from cbirlib.core import cipher16
+
+    k16 = keys.from_seed(3, CipherParams(8, 0, depth=16), "shared")
+    k8 = keys.from_seed(3, CipherParams(8, 0), "shared")
+    assert not np.array_equal(cipher16.expand([k16], (64, 64, 1)).index, schedule.expand([k8], (64, 64, 1)).index)

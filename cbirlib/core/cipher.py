@@ -27,7 +27,8 @@ key space. Eq. (4) of the paper counts it anyway (and counts substitution once p
 per block); see :mod:`cbirlib.core.keyspace`.
 
 Arrays are uint8 ``(H, W, C)`` or ``(N, H, W, C)`` with C = 1 or 3 (numpy or torch; a torch
-tensor comes back as a tensor on its device). Sizes that are not multiples of the block size are
+tensor comes back as a tensor on its device), or uint16 with a 16-bit key (``depth=16``:
+:mod:`cbirlib.core.cipher16`); 16-bit values are never converted to 8 bits silently. Sizes that are not multiples of the block size are
 an error (``pad="error"``) or zero-padded at the bottom/right (``pad="pad"``); give the original
 ``size=(H, W)`` to :func:`decrypt` to crop the padding away.
 """
@@ -40,7 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import keyexpansion
+from . import cipher16, keyexpansion
 from .keys import Key
 from .schedule import (CipherInputError, Schedule, Workspace, check_keys, encrypt_while_expanding, expand, from_blocks,
                        to_blocks)
@@ -93,11 +94,12 @@ def _as_batch(images) -> tuple[np.ndarray, bool, object]:
         images = images.detach().cpu().numpy()
     if not isinstance(images, np.ndarray):
         raise CipherInputError(f"expected a numpy array or torch tensor, got {type(images).__name__}")
-    if images.dtype != np.uint8:
+    if images.dtype not in (np.uint8, np.uint16):  # uint16 stays 16-bit: it needs a 16-bit key
         if images.dtype.kind not in "iu":
-            raise CipherInputError(f"expected uint8 pixel values, got dtype {images.dtype}")
+            raise CipherInputError(f"expected uint8 (or uint16) pixel values, got dtype {images.dtype}")
         if images.size and (images.min() < 0 or images.max() > 255):
-            raise CipherInputError(f"pixel values must lie in 0..255, got {images.min()}..{images.max()}")
+            raise CipherInputError(f"pixel values must lie in 0..255, got {images.min()}..{images.max()}; "
+                                   "16-bit values go in a uint16 array, with a 16-bit key")
         images = images.astype(np.uint8)
     single = images.ndim == 3
     if single:
@@ -154,8 +156,10 @@ def _check_schedule(batch: np.ndarray, schedule: Schedule, out: np.ndarray | Non
                                f"{tuple(batch.shape[1:])}")
     if len(schedule.index) not in (1, n):
         raise CipherInputError(f"a schedule for {len(schedule.index)} images cannot {what} {n}")
-    if out is not None and (out.shape != batch.shape or out.dtype != np.uint8 or not out.flags.c_contiguous):
-        raise CipherInputError(f"out must be a C-contiguous uint8 array of shape {batch.shape}")
+    if out is not None and (out.shape != batch.shape or out.dtype != batch.dtype or not out.flags.c_contiguous):
+        raise CipherInputError(f"out must be a C-contiguous {batch.dtype} array of shape {batch.shape}")
+    if schedule.row_addend.dtype != batch.dtype:
+        raise CipherInputError(f"a schedule for {schedule.row_addend.dtype} values cannot {what} {batch.dtype} images")
 
 
 def _move(src: np.ndarray, index: np.ndarray, dst: np.ndarray, kernel) -> None:
@@ -200,14 +204,16 @@ def _run_chunks(batch: np.ndarray, keys: list[Key], shape: tuple[int, int, int],
     ``workers`` > 1 chunks run in threads (numpy, numba and OpenSSL release the GIL). Per-image
     keys of expansion 2 encrypt while they expand (:func:`cbirlib.core.schedule.encrypt_while_expanding`). Results do not depend on
     ``chunk`` or ``workers``."""
-    check_keys(keys, shape)  # all of them at once, not chunk by chunk
+    params = check_keys(keys, shape)  # all of them at once, not chunk by chunk
+    _check_depth(batch, params)
     batch = np.ascontiguousarray(batch)  # rows are reshaped into views below
     out = np.empty(batch.shape, dtype=batch.dtype)
+    expand_ = cipher16.expand if params.depth == 16 else expand
     if len(keys) == 1:
-        return step(batch, expand(keys, shape), out=out)
+        return step(batch, expand_(keys, shape), out=out)
     starts = list(range(0, len(batch), chunk))
     workers = max(1, min(workers or DEFAULT_WORKERS, len(starts)))
-    fused = step is apply_schedule and keys[0].params.expansion == 2
+    fused = step is apply_schedule and params.expansion == 2 and params.depth == 8
 
     def run(part: list[int]) -> None:
         ws = Workspace()
@@ -216,7 +222,7 @@ def _run_chunks(batch: np.ndarray, keys: list[Key], shape: tuple[int, int, int],
             if fused:
                 encrypt_while_expanding(batch[sl], keys[sl], shape, ws, out[sl])
             else:
-                step(batch[sl], expand(keys[sl], shape, ws), out=out[sl])
+                step(batch[sl], expand_(keys[sl], shape, ws), out=out[sl])
 
     if workers == 1:
         run(starts)
@@ -226,6 +232,15 @@ def _run_chunks(batch: np.ndarray, keys: list[Key], shape: tuple[int, int, int],
     return out
 
 
+def _check_depth(batch: np.ndarray, params) -> None:
+    """uint8 images need an 8-bit key, uint16 images a 16-bit key: never a silent conversion."""
+    bits = 16 if batch.dtype == np.uint16 else 8
+    if bits != params.depth:
+        hint = ("make a 16-bit key (cbir keygen --depth 16) or convert the values explicitly (a window)"
+                if bits == 16 else "a 16-bit key encrypts uint16 images")
+        raise CipherInputError(f"{bits}-bit images and {'an' if params.depth == 8 else 'a'} {params.depth}-bit key: {hint}")
+
+
 def padded_size(h: int, w: int, block_size: int) -> tuple[int, int]:
     """(H, W) rounded up to multiples of ``block_size``."""
     return -(-h // block_size) * block_size, -(-w // block_size) * block_size
@@ -233,7 +248,7 @@ def padded_size(h: int, w: int, block_size: int) -> tuple[int, int]:
 
 def encrypt(images, key: Key | Sequence[Key], pad: str = "error", chunk: int = 4,
             workers: int | None = None):
-    """Encrypt one image (H, W, C) or a batch (N, H, W, C) of uint8 values.
+    """Encrypt one image (H, W, C) or a batch (N, H, W, C) of uint8 values (uint16 with a 16-bit key).
 
     Args:
         images: numpy array or torch uint8 tensor.

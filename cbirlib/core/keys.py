@@ -37,6 +37,8 @@ KEY_FILE_VERSIONS = (1, 2)
 #: with Fisher-Yates (the default since 2026-12; it gives other ciphertexts for the same key)
 EXPANSIONS = (1, 2)
 KINDS = ("master", "image", "shared")
+#: bits per pixel value a key encrypts
+DEPTHS = (8, 16)
 _INFO = b"cbirlib/mtce/v1/"
 
 
@@ -60,28 +62,39 @@ class CipherParams:
         expansion: how the key is expanded into permutations (:data:`EXPANSIONS`); the same key
             gives another ciphertext under another version. A record without this field (key
             files of version 1, older encrypted folders and stores) means version 1.
+        depth: bits per pixel value the key encrypts (:data:`DEPTHS`): 8 (uint8 images, the
+            paper's) or 16 (uint16 images: medical 12-16-bit pixels, substitution values drawn
+            from 0..strength, up to 65535, added mod 2^16). A record without it means 8.
     """
 
     block_size: int = 8
     strength: int = 255
     swap: bool = True
     expansion: int = 2
+    depth: int = 8
 
     def __post_init__(self) -> None:
         if not isinstance(self.block_size, (int, np.integer)) or isinstance(self.block_size, bool) \
                 or not 1 <= self.block_size <= 256:
             raise ValueError(f"block_size must be an integer in 1..256, got {self.block_size!r}")
+        if isinstance(self.depth, bool) or self.depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {DEPTHS} bits, got {self.depth!r}")
+        top = 2 ** self.depth - 1
         if not isinstance(self.strength, (int, np.integer)) or isinstance(self.strength, bool) \
-                or not 0 <= self.strength <= 255:
-            raise ValueError(f"strength must be an integer in 0..255, got {self.strength!r}")
+                or not 0 <= self.strength <= top:
+            raise ValueError(f"strength must be an integer in 0..{top} for {self.depth}-bit values, "
+                             f"got {self.strength!r}")
         if not isinstance(self.swap, bool):
             raise ValueError(f"swap must be True or False, got {self.swap!r}")
         if isinstance(self.expansion, bool) or self.expansion not in EXPANSIONS:
             raise ValueError(f"expansion must be one of {EXPANSIONS}, got {self.expansion!r}")
 
     def record(self) -> dict:
-        return {"block_size": int(self.block_size), "strength": int(self.strength), "swap": self.swap,
-                "expansion": int(self.expansion)}
+        """The parameters as a dict (key files, metadata, the key-expansion label); ``depth`` only
+        when 16, so that every 8-bit record, key file and ciphertext stays what it was."""
+        out = {"block_size": int(self.block_size), "strength": int(self.strength), "swap": self.swap,
+               "expansion": int(self.expansion)}
+        return out | ({"depth": int(self.depth)} if self.depth != 8 else {})
 
     @classmethod
     def from_record(cls, record: dict) -> CipherParams:
@@ -130,6 +143,12 @@ class Key:
 
     def with_params(self, params: CipherParams) -> Key:
         return replace(self, params=params)
+
+    def derived(self, label: str, params: CipherParams) -> Key:
+        """Another key of the same kind and image for ``params``, whose secret is
+        HKDF-SHA256(secret, info=label): a separate key for a separate use of this one (the
+        permutations of a 16-bit key, say), revealing nothing of it."""
+        return replace(self, secret=_hkdf(self.secret, b"derived/" + label.encode("utf-8")), params=params)
 
     def record(self) -> dict:
         """Public description (no secret) for provenance."""
