@@ -101,7 +101,8 @@ def _cmd_weights_prepare(args: argparse.Namespace) -> int:
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from .core import keys
 
-    params = keys.CipherParams(args.block_size, args.strength, not args.no_swap)
+    strength = args.strength if args.strength is not None else 2 ** args.depth - 1
+    params = keys.CipherParams(args.block_size, strength, not args.no_swap, depth=args.depth)
     if args.seed is not None:
         key = keys.from_seed(args.seed, params, args.kind)
         print("warning: key derived from a seed (reproducible experiments only; anyone with the seed "
@@ -119,7 +120,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     from .core import keys
     from .protocol import imagefiles
 
-    results = imagefiles.encrypt_path(args.input, args.output, keys.load(args.key),
+    results = imagefiles.encrypt_path(args.input, args.output, keys.load(args.key, allow_shared=args.allow_shared_key_file),
                                       pad="pad" if args.pad else "error", progress=sys.stderr.isatty())
     print(f"encrypted {len(results)} image(s) -> {args.output}")
     return 0
@@ -129,7 +130,7 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
     from .core import keys
     from .protocol import imagefiles
 
-    results = imagefiles.decrypt_path(args.input, args.output, keys.load(args.key))
+    results = imagefiles.decrypt_path(args.input, args.output, keys.load(args.key, allow_shared=args.allow_shared_key_file))
     print(f"decrypted {len(results)} image(s) -> {args.output}")
     return 0
 
@@ -156,8 +157,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from .protocol import imagefiles, retrieval
 
     server = retrieval.CloudServer.open(args.store)
-    owner_key = keys.load(args.owner_key)
-    user_key = keys.load(args.user_key) if args.user_key else keys.generate(server.params, "image")
+    owner_key = keys.load(args.owner_key, allow_shared=args.allow_shared_key_file)
+    user_key = (keys.load(args.user_key, allow_shared=args.allow_shared_key_file) if args.user_key
+                else keys.generate(server.params, "image"))
     if user_key.params != server.params:
         raise ValueError(f"the user key is for {user_key.params}, the store for {server.params}")
     image, _ = imagefiles.read_image(Path(args.image))
@@ -231,6 +233,16 @@ def _cmd_book_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cbir", description="Encrypted medical CBIR companion tools.")
     parser.add_argument("--version", action="version", version=f"cbirlib {__version__}")
@@ -265,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="master: per-image keys derived from file names (the paper's protocol); "
                         "shared: one key for every image")
     p.add_argument("--block-size", type=int, default=8, help="block side in pixels (default 8)")
-    p.add_argument("--strength", type=int, default=255, help="substitution strength 0..255 (0 disables)")
+    p.add_argument("--depth", type=int, choices=[8, 16], default=8,
+                   help="bits per pixel value the key encrypts: 8, or 16 for 12-16-bit medical images (PNG, DICOM)")
+    p.add_argument("--strength", type=int, default=None,
+                   help="substitution strength 0..255 (16-bit keys: 0..65535; default: the full range; 0 disables)")
     p.add_argument("--no-swap", action="store_true", help="disable the per-block channel swap")
     p.add_argument("--seed", type=int, default=None, help="derive the key from a seed (experiments only)")
     p.add_argument("--force", action="store_true", help="overwrite an existing key file")
@@ -276,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("input", help="image file or folder")
         p.add_argument("output", help="output file (.png) or folder")
         p.add_argument("--key", required=True, help="key file (master: per-image keys from file names)")
+        p.add_argument("--allow-shared-key-file", action="store_true",
+                       help="accept a key file that group or others can read (refused by default, like ssh keys)")
         if name == "encrypt":
             p.add_argument("--pad", action="store_true",
                            help="zero-pad sizes that are not multiples of the block size (default: error)")
@@ -290,15 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-file", default=None, help="a feature model exported by the data owner (FeatureModel.save)")
     p.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
     p.add_argument("--index", default="auto", choices=["auto", "exact", "faiss", "faiss-ivf"])
-    p.add_argument("--chunk", type=int, default=256, help="ciphertexts read and featurised at a time (bounds memory)")
+    p.add_argument("--chunk", type=_positive_int, default=256,
+                   help="ciphertexts read and featurised at a time (bounds memory)")
     p.set_defaults(func=_cmd_index)
     p = sub.add_parser("query", help="user side: encrypt a query, search, get the keys, decrypt the top k")
     p.add_argument("store", help="store folder built by `cbir index`")
-    p.add_argument("image", help="query image (any format Pillow reads)")
+    p.add_argument("image", help="query image (PNG of 8 or 16 bits, DICOM, or any format Pillow reads)")
     p.add_argument("--owner-key", required=True, help="the data owner's master key file (releases the keys)")
     p.add_argument("--user-key", default=None, help="the user's own key file (default: a fresh random key)")
-    p.add_argument("-k", type=int, default=5, help="results to return (default 5)")
+    p.add_argument("-k", type=_positive_int, default=5, help="results to return (default 5)")
     p.add_argument("--out", required=True, help="folder for the decrypted results")
+    p.add_argument("--allow-shared-key-file", action="store_true",
+                   help="accept key files that group or others can read (refused by default, like ssh keys)")
     p.set_defaults(func=_cmd_query)
 
     p_w = sub.add_parser("weights", help="pretrained backbones")

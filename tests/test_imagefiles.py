@@ -66,7 +66,7 @@ def test_not_encrypted_and_size_errors(folder, tmp_path):
     master = keys.from_seed(0, CipherParams(4))
     with pytest.raises(imagefiles.ImageFileError, match="not an MTCE-encrypted PNG"):
         imagefiles.decrypt_path(folder / "a.png", tmp_path / "x.png", master)
-    with pytest.raises(imagefiles.ImageFileError, match="not a multiple of block size"):
+    with pytest.raises(imagefiles.ImageFileError, match="not a multiple of the block size 4"):
         imagefiles.encrypt_path(folder / "c.png", tmp_path / "c.png", master)
     with pytest.raises(imagefiles.ImageFileError, match="does not exist"):
         imagefiles.encrypt_path(tmp_path / "nope", tmp_path / "x", master)

@@ -271,7 +271,7 @@ def encrypt(images, key: Key | Sequence[Key], pad: str = "error", chunk: int = 4
     if (hp, wp) != (h, w):
         if pad == "error":
             raise CipherInputError(f"image size {h}x{w} is not a multiple of block size "
-                                   f"{params.block_size}; crop it, or use pad='pad'")
+                                   f"{params.block_size}; crop it, or pad it (pad='pad'; cbir encrypt --pad)")
         batch = np.pad(batch, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
     out = _run_chunks(batch, keys, (hp, wp, c), chunk, workers, apply_schedule)
     return _restore(out, single, device)

@@ -288,17 +288,45 @@ def loads(text: str, source: str = "key") -> Key:
 
 
 def save(key: Key, path: str | Path) -> Path:
-    """Write a key file (mode 0600)."""
+    """Write a key file readable by its owner alone (mode 0600 from the moment it exists: created
+    so under a temporary name beside it, then renamed into place)."""
+    import os
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(key))
-    path.chmod(0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(dumps(key))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path
 
 
-def load(path: str | Path) -> Key:
+def check_private(path: str | Path) -> None:
+    """Refuse a key file that group or others may read (like ssh does with private keys), with the
+    command that fixes it. POSIX systems only."""
+    import os
+    import stat
+
+    if os.name != "posix":
+        return
+    mode = Path(path).stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"key file {path} can be read by others (mode {stat.S_IMODE(mode):04o}); a key is a "
+                           f"secret: run `chmod 600 {path}` (or pass --allow-shared-key-file where that is meant)")
+
+
+def load(path: str | Path, *, allow_shared: bool = False) -> Key:
+    """Read a key file; one that group or others may read is refused unless ``allow_shared``
+    (:func:`check_private`)."""
     path = Path(path)
     try:
+        if not allow_shared:
+            check_private(path)
         text = path.read_text()
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} does not exist") from None

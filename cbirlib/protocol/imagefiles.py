@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..core import cipher
 from ..core.keys import CipherParams, Key, KeyUsageError
+from . import imagereaders
 
 META_KEY = "cbirlib-mtce"
+#: how a decrypted image's values were read from its original (DICOM rescale, signed shift)
+SOURCE_KEY = "cbirlib-source"
 META_VERSION = 1
 
 
@@ -39,26 +42,28 @@ class FileResult:
 
 
 def read_image(path: Path) -> tuple[np.ndarray, str]:
+    """(H, W, C) uint8 or uint16 values of an image file without loss, and its mode ("L" or "RGB");
+    see :mod:`cbirlib.protocol.imagereaders`."""
+    image = _read(path)
+    return image.pixels, image.mode
+
+
+def _read(path: Path) -> imagereaders.PixelImage:
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-            arr = np.asarray(im.convert(mode), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageFileError(f"cannot read image {path}: {e}") from e
-    return (arr[..., None] if arr.ndim == 2 else arr), mode
+        return imagereaders.read(path)
+    except imagereaders.ImageReadError as e:
+        raise ImageFileError(str(e)) from None
 
 
-def write_png(path: Path, arr: np.ndarray, mode: str, meta: dict | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    info = None
+def write_png(path: Path, arr: np.ndarray, mode: str, meta: dict | None = None, source: dict | None = None) -> None:
+    """Write (H, W, C) uint8 or uint16 values as a PNG, atomically, with the encryption metadata
+    (``meta``) and/or the record of how the original was read (``source``) in text chunks."""
+    text = {}
     if meta is not None:
-        info = PngImagePlugin.PngInfo()
-        info.add_text(META_KEY, json.dumps(meta, sort_keys=True))
-    img = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
-    tmp = path.with_name(path.name + ".part")
-    img.save(tmp, format="PNG", pnginfo=info)
-    tmp.replace(path)
+        text[META_KEY] = json.dumps(meta, sort_keys=True)
+    if source:
+        text[SOURCE_KEY] = json.dumps(source, sort_keys=True)
+    imagereaders.write_png(path, arr, mode, text)
 
 
 def _key_for(key: Key, image_id: str) -> Key:
@@ -108,6 +113,28 @@ def _already_done(target: Path, image_id: str, key: Key) -> bool:
     return meta["image_id"] == image_id and meta["key_fingerprint"] == key.fingerprint() and meta["params"] == key.params
 
 
+def _check_all(pairs: list[tuple[Path, str]], key: Key, pad: str) -> None:
+    """Read every input once and check it against the key (bit depth; size, unless padded), so
+    that a bad file stops the run before any output is written."""
+    b = key.params.block_size
+    for file, _ in pairs:
+        (h, w, _), bits = _probe(file)
+        if bits != key.params.depth:
+            raise ImageFileError(f"{file}: {bits}-bit values and {'an' if key.params.depth == 8 else 'a'} {key.params.depth}-bit key: "
+                                 + ("make a 16-bit key (cbir keygen --depth 16)" if bits == 16 else
+                                    "a 16-bit key encrypts 16-bit images"))
+        if pad == "error" and (h % b or w % b):
+            raise ImageFileError(f"{file}: {h}x{w} is not a multiple of the block size {b}; crop it, or pad it "
+                                 "(pad='pad' here, --pad on the command line)")
+
+
+def _probe(path: Path) -> tuple[tuple[int, int, int], int]:
+    try:
+        return imagereaders.probe(path)
+    except imagereaders.ImageReadError as e:
+        raise ImageFileError(str(e)) from None
+
+
 def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error", resume: bool = True,
                  progress: bool = False) -> list[FileResult]:
     """Encrypt an image file, or every image under a folder (ids = relative paths), to PNGs,
@@ -117,10 +144,15 @@ def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error",
         raise KeyUsageError(f"expected a cbirlib.core.keys.Key, got {type(key).__name__}")
     from tqdm.auto import tqdm
 
+    if pad not in cipher.PAD_POLICIES:
+        raise ImageFileError(f"pad must be one of {cipher.PAD_POLICIES}, got {pad!r}")
     src, dst = Path(src), Path(dst)
-    exts = {e.lower() for e, f in Image.registered_extensions().items() if f in Image.OPEN}
+    exts = {e.lower() for e, f in Image.registered_extensions().items() if f in Image.OPEN} | {".dcm"}
     pairs = _inputs(src, exts)
+    if src.is_dir() and dst.suffix.lower() in exts:
+        raise ImageFileError(f"{src} is a folder, so the output is a folder of PNGs; {dst} looks like a file name")
     _check_not_over_inputs(src, dst, pairs, src.is_file())
+    _check_all(pairs, key, pad)  # every input readable and fit for the key before anything is written
     results = []
     for file, image_id in tqdm(pairs, desc="encrypt", unit="image", disable=not progress):
         k = _key_for(key, image_id)
@@ -128,13 +160,16 @@ def encrypt_path(src: str | Path, dst: str | Path, key: Key, pad: str = "error",
         if resume and _already_done(target, image_id, k):
             results.append(FileResult(file, target, image_id))
             continue
-        arr, mode = read_image(file)
+        image = _read(file)
+        arr, mode = image.pixels, image.mode
         try:
             enc = cipher.encrypt(arr, k, pad=pad)
         except cipher.CipherInputError as e:
             raise ImageFileError(f"{file}: {e}") from e
         meta = {"version": META_VERSION, "params": k.params.record(), "image_id": image_id,
                 "size": list(arr.shape[:2]), "mode": mode, "key_fingerprint": k.fingerprint()}
+        if image.source.get("format") == "DICOM":  # what the stored values mean (no identifying field)
+            meta["source"] = image.source
         write_png(target, enc, mode, meta)
         results.append(FileResult(file, target, image_id))
     return results
@@ -182,7 +217,7 @@ def decrypt_path(src: str | Path, dst: str | Path, key: Key) -> list[FileResult]
         arr, _ = read_image(file)
         dec = cipher.decrypt(arr, k, size=tuple(meta["size"]))
         target = _target(src, dst, file, src.is_file())
-        write_png(target, dec, meta["mode"])
+        write_png(target, dec, meta["mode"], source=meta.get("source"))
         results.append(FileResult(file, target, meta["image_id"]))
     return results
 
