@@ -154,27 +154,86 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from .core import keys
-    from .protocol import imagefiles, retrieval
+    from .protocol import httpclient, imagefiles, retrieval
 
-    server = retrieval.CloudServer.open(args.store)
+    if args.server and len(args.paths) != 1 or not args.server and len(args.paths) != 2:
+        raise ValueError("usage: cbir query STORE IMAGE ... (a local store) or cbir query --server URL IMAGE ...")
+    image_path = Path(args.paths[-1])
     owner_key = keys.load(args.owner_key, allow_shared=args.allow_shared_key_file)
+    if args.server:
+        server = httpclient.ServerClient(args.server, _token(args))
+        params, store_ids = server.params(), server.ids()
+    else:
+        server = retrieval.CloudServer.open(args.paths[0])
+        params, store_ids = server.params, server.ids
     user_key = (keys.load(args.user_key, allow_shared=args.allow_shared_key_file) if args.user_key
-                else keys.generate(server.params, "image"))
-    if user_key.params != server.params:
-        raise ValueError(f"the user key is for {user_key.params}, the store for {server.params}")
-    image, _ = imagefiles.read_image(Path(args.image))
+                else keys.generate(params, "image"))
+    if user_key.params != params:
+        raise ValueError(f"the user key is for {user_key.params}, the store for {params}")
+    image, _ = imagefiles.read_image(image_path)
     user = retrieval.QueryUser(user_key)
-    result = server.query(user.encrypt_query(image, Path(args.image).name), args.k)[0]
+    query = user.encrypt_query(image, image_path.name)
+    if args.server:
+        ids, distances = server.query(query, args.k)
+    else:
+        result = server.query(query, args.k)[0]
+        ids, distances = result.ids, result.distances
     owner = retrieval.DataOwner(owner_key)
-    owner.register(server.ids)  # the owner's database is what it uploaded to this store
-    released = owner.release_keys(result.ids, requester=f"cbir query {Path(args.image).name}")
-    decrypted = user.decrypt_results(server.fetch(result.ids), released)  # checks every key first
+    owner.register(store_ids)  # the owner's database is what it uploaded to this store
+    released = owner.release_keys(ids, requester=f"cbir query {image_path.name}")
+    decrypted = user.decrypt_results(server.fetch(ids), released)  # checks every key first
     out = Path(args.out)
-    for rank, (i, img, d) in enumerate(zip(result.ids, decrypted, result.distances), 1):
+    for rank, (i, img, d) in enumerate(zip(ids, decrypted, distances), 1):
         target = out / f"{rank:02d}_{Path(i).stem}.png"
         imagefiles.write_png(target, img, "L" if img.shape[-1] == 1 else "RGB")
         print(f"{rank:2d}  {d:10.4f}  {i}  -> {target}")
     return 0
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token: from --token-file, else $CBIR_SERVER_TOKEN (never on the command line,
+    where other users of the machine could read it)."""
+    import os
+
+    if getattr(args, "token_file", None):
+        text = Path(args.token_file).read_text().strip()
+        if not text:
+            raise ValueError(f"{args.token_file} is empty")
+        return text
+    return os.environ.get("CBIR_SERVER_TOKEN") or None
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from .protocol import httpclient, imagefiles
+
+    files = imagefiles.encrypted_files(args.encrypted)
+    added = httpclient.ServerClient(args.server, _token(args)).upload_files(files, args.batch)
+    print(f"uploaded {len(added)} ciphertext(s) -> {args.server}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .protocol import httpserver, service
+
+    token = _token(args)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        raise ValueError(f"serving on {args.host} (beyond this machine) needs a token: --token-file or "
+                         "$CBIR_SERVER_TOKEN")
+    options = {"uri": args.uri, "token": _milvus_token(args), "collection": args.collection} if args.index == "milvus" else {}
+    store = service.ServiceStore(args.store, args.index, **options)
+    app = httpserver.create_app(store, token=token, max_upload_bytes=int(args.max_upload_mb * 2 ** 20))
+    print(f"serving {args.store} ({len(store)} ciphertexts, index {args.index}) on http://{args.host}:{args.port} "
+          f"{'with' if token else 'without'} a token", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="warning")
+    return 0
+
+
+def _milvus_token(args: argparse.Namespace) -> str | None:
+    import os
+
+    return os.environ.get("CBIR_MILVUS_TOKEN") or None
 
 
 def _cmd_book_citation(args: argparse.Namespace) -> int:
@@ -310,9 +369,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=_positive_int, default=256,
                    help="ciphertexts read and featurised at a time (bounds memory)")
     p.set_defaults(func=_cmd_index)
+    p = sub.add_parser("serve", help="server side: the store as an HTTP service (ciphertexts only)")
+    p.add_argument("store", help="store folder built by `cbir index` (uploads are kept in STORE/uploads)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--token-file", default=None, help="file holding the bearer token (or $CBIR_SERVER_TOKEN)")
+    p.add_argument("--index", choices=["faiss", "milvus"], default="faiss",
+                   help="faiss: in this process (default); milvus: a Milvus server at --uri")
+    p.add_argument("--uri", default=None, help="the Milvus server, e.g. http://host:19530 ($CBIR_MILVUS_TOKEN if it asks)")
+    p.add_argument("--collection", default="cbirlib_store", help="the Milvus collection (rebuilt from the store at start)")
+    p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest request body (MiB)")
+    p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("upload", help="data owner: upload encrypted PNGs to a running server")
+    p.add_argument("encrypted", help="folder (or file) written by `cbir encrypt`")
+    p.add_argument("--server", required=True, help="the server's URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token-file", default=None, help="file holding the bearer token (or $CBIR_SERVER_TOKEN)")
+    p.add_argument("--batch", type=_positive_int, default=64, help="images per request")
+    p.set_defaults(func=_cmd_upload)
     p = sub.add_parser("query", help="user side: encrypt a query, search, get the keys, decrypt the top k")
-    p.add_argument("store", help="store folder built by `cbir index`")
-    p.add_argument("image", help="query image (PNG of 8 or 16 bits, DICOM, or any format Pillow reads)")
+    p.add_argument("paths", nargs="+", metavar="STORE IMAGE",
+                   help="the store folder built by `cbir index` and the query image; with --server the image only "
+                        "(PNG of 8 or 16 bits, DICOM, or any format Pillow reads)")
+    p.add_argument("--server", default=None, help="a running `cbir serve`, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token-file", default=None, help="file holding the server's bearer token (or $CBIR_SERVER_TOKEN)")
     p.add_argument("--owner-key", required=True, help="the data owner's master key file (releases the keys)")
     p.add_argument("--user-key", default=None, help="the user's own key file (default: a fresh random key)")
     p.add_argument("-k", type=_positive_int, default=5, help="results to return (default 5)")

@@ -13,12 +13,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cbirlib"
 #: layer -> its modules. A new module must be placed here (the first test says so).
 LAYERS = {
     "base": {"paths", "provenance", "results", "runtime", "paper", "profiles", "stats"},
-    "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "schedule", "cipher", "imagemetrics", "keyspace",
+    "core": {"keys", "keyexpansion", "_keyexpansion_kernels", "schedule", "cipher", "cipher16", "imagemetrics", "keyspace",
              "attacks", "knownplaintext"},
     "datasets": {"assets", "volumes", "radiographs", "splits", "defaultdata", "data"},
     "learning": {"weightsources", "models", "features", "experimentconfig", "fitting", "train", "evaluate", "indexes",
                  "retrievalmetrics", "quantize", "keyaware"},
-    "protocol": {"retrieval", "imagefiles"},
+    "protocol": {"retrieval", "imagefiles", "imagereaders", "vectorindex", "service", "httpserver", "httpclient"},
     "reporting": {"scorecard", "claims", "verdicts", "plots", "securityplots", "sweeptables", "book", "regimetables",
                   "regimeplots", "regimeclaims", "layoutcheck"},
     "studies": {"chapters", "cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",

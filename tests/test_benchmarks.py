@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("bench_search.py", ["--max-n", "2000", "--queries", "10"], "faiss"),
     ("bench_protocol.py", ["--n", "60", "--chunk", "16"], "peak RSS"),
     ("bench_quant.py", ["--profile", "ci", "--repeats", "1", "--calib-images", "8"], "int8"),
+    ("bench_server.py", ["--images", "64", "--clients", "2", "--queries", "5", "--distinct", "4"], "0 lost"),
 ])
 def test_benchmark_runs(script, args, expect, weights_assets, default_dataset):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,

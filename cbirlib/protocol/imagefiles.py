@@ -254,3 +254,55 @@ def load_encrypted(src: str | Path):
     """Every MTCE PNG under ``src`` as one :class:`cbirlib.protocol.retrieval.Ciphertexts` (see
     :func:`iter_encrypted`)."""
     return next(iter_encrypted(src, chunk=1 << 30))
+
+
+def to_png_bytes(ciphertexts, n: int = 0) -> bytes:
+    """Image ``n`` of :class:`~cbirlib.protocol.retrieval.Ciphertexts` as an MTCE PNG (the bytes
+    ``cbir encrypt`` writes: pixels plus the metadata a server and a decrypting user read)."""
+    import io
+
+    img = ciphertexts.images[n]
+    mode = "L" if img.shape[-1] == 1 else "RGB"
+    meta = {"version": META_VERSION, "params": ciphertexts.params.record(), "image_id": ciphertexts.ids[n],
+            "size": list(ciphertexts.size), "mode": mode,
+            "key_fingerprint": None if ciphertexts.fingerprints is None else ciphertexts.fingerprints[n]}
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(META_KEY, json.dumps(meta, sort_keys=True))
+    buf = io.BytesIO()
+    Image.fromarray(img[..., 0] if mode == "L" else img, mode).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def from_png_bytes(data: bytes, name: str = "upload"):
+    """One MTCE PNG (bytes, as ``cbir encrypt`` writes them) as
+    :class:`~cbirlib.protocol.retrieval.Ciphertexts` of one image; a PNG without MTCE metadata (a
+    plaintext), another format, or damage is an :class:`ImageFileError` naming ``name``."""
+    import io
+
+    from .retrieval import Ciphertexts
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            text = getattr(im, "text", {}).get(META_KEY)
+            if im.format != "PNG" or text is None:
+                raise ImageFileError(f"{name} is not an MTCE-encrypted PNG (no {META_KEY} metadata): the server "
+                                     "takes ciphertexts only")
+            meta = json.loads(text)
+            if meta.get("version") != META_VERSION:
+                raise ImageFileError(f"{name}: metadata version {meta.get('version')!r} is not {META_VERSION}")
+            params = CipherParams.from_record(meta["params"])
+            if params.depth != 8:
+                raise ImageFileError(f"{name}: {params.depth}-bit ciphertexts; retrieval takes 8-bit ones (the "
+                                     "models read 8 bits)")
+            arr = np.asarray(im.convert(meta["mode"]), dtype=np.uint8)
+    except ImageFileError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, KeyError, TypeError) as e:
+        raise ImageFileError(f"{name}: not a readable MTCE PNG ({type(e).__name__})") from None
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    fp = meta.get("key_fingerprint")
+    return Ciphertexts((str(meta["image_id"]),), arr[None], params, tuple(meta["size"]),
+                       (fp,) if fp else None)
