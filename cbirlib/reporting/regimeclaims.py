@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import stats
+from . import regimetables
 from .verdicts import Results, Row
 
 _NAMES = {"vit": "ViT", "vgg16": "VGG-16"}
@@ -90,18 +90,13 @@ def _live_rows(r: Results, t: pd.DataFrame) -> list[Row]:
     """The chapter's live run (its profile: at cpu a frozen trunk with a linear head at 112 px on the
     slab split), 8-px blocks with a key per image, with the Wilson interval over its test images."""
     p = r.parameters("02_classification", "table_vi_vii")
-    ours = t[(t.source == "ours") & (t["class"] == "all") & (t.metric == "accuracy")]
-    sup = t[(t.source == "ours") & (t["class"] != "all") & (t.metric == "support")]
-    plain = ours[ours.domain == "plaintext"].set_index("model").value
-    rows = []
-    for _, o in ours[ours.domain == "MTCE 8-px blocks"].iterrows():
-        n = int(sup[(sup.model == o.model) & (sup.domain == o.domain)].value.sum())
-        low, high = stats.wilson(round(o.value * n), n)
-        how = "frozen trunk + linear head" if p.get("trainable") == "head" else "fine-tuned end to end"
-        rows.append(Row("Classification", "Tables VI–VII", f"{_NAMES.get(o.model, o.model)}, 8-px blocks: the live "
-                        f"run of this book's profile ({p.get('profile', '?')})", "see the rows above",
-                        float(o.value), "not comparable here",
-                        f"{how}, {p.get('image_size', '?')} px, {p.get('key_mode', 'per-image')} keys, the slab split's "
-                        f"{n} test images; plaintext in this run {float(plain.get(o.model, float('nan'))):.3f}",
-                        EV_LIVE, "", low, high, n))
-    return rows
+    live = regimetables.live_intervals(t)
+    plain = live[live.domain == "plaintext"].set_index("model").accuracy
+    how = "frozen trunk + linear head" if p.get("trainable") == "head" else "fine-tuned end to end"
+    return [Row("Classification", "Tables VI–VII", f"{_NAMES.get(o.model, o.model)}, 8-px blocks: the live run of "
+                f"this book's profile ({p.get('profile', '?')})", "see the rows above", float(o.accuracy),
+                "not comparable here",
+                f"{how}, {p.get('image_size', '?')} px, {p.get('key_mode', 'per-image')} keys, the slab split's {o.n} "
+                f"test images; plaintext in this run {float(plain.get(o.model, float('nan'))):.3f}",
+                EV_LIVE, "", o.ci_low, o.ci_high, o.n)
+            for o in live[live.domain == "MTCE 8-px blocks"].itertuples()]

@@ -316,3 +316,20 @@ def gpu_text(view: pd.DataFrame, collapse: pd.DataFrame) -> str:
                  f"constant guess): {'; '.join(losses)}.")
         out.append(text)
     return "\n\n".join(out)
+
+
+def live_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """The live run's overall accuracy per model and domain with its 95 % Wilson interval over the
+    run's test images (the per-class supports), beside its macro F1."""
+    ours = table[table.source == "ours"] if "source" in table else table
+    rows = []
+    for (model, domain), g in ours.groupby(["model", "domain"], sort=False):
+        acc = g[(g["class"] == "all") & (g.metric == "accuracy")].value
+        if acc.empty:
+            continue
+        n = int(g[(g["class"] != "all") & (g.metric == "support")].value.sum())
+        low, high = stats.wilson(round(float(acc.iloc[0]) * n), n)
+        f1 = g[(g["class"] == "all") & (g.metric == "macro_f1")].value
+        rows.append(dict(model=model, domain=domain, n=n, accuracy=float(acc.iloc[0]), ci_low=low, ci_high=high,
+                         macro_f1=float(f1.iloc[0]) if len(f1) else np.nan))
+    return pd.DataFrame(rows)
