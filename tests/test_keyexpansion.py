@@ -121,6 +121,7 @@ def test_a_version_1_key_file_still_decrypts_its_ciphertexts(tmp_path):
     old = keys.from_seed(7, CipherParams(4, 255, True, expansion=1)).for_image("golden")
     path = tmp_path / "old.key"
     path.write_text(version1_key_file(old))
+    path.chmod(0o600)  # a key file is private (keys.check_private)
     loaded = keys.load(path)
     assert loaded.params.expansion == 1 and loaded == old
     assert digest(cipher.encrypt(IMG, loaded)) == GOLDEN[(4, 255, True, 1)]

@@ -238,6 +238,18 @@ def test_tiny_sweep_runs_resumes_after_a_kill_and_tests_every_image_once(scratch
     assert ((fp32.ci_low <= fp32.value) & (fp32.value <= fp32.ci_high)).all()
     prov = json.loads((scratch_project / "results" / "sweeps" / "ci-tiny" / "provenance.json").read_text())
     assert prov["tables"]["accuracy"]["points_missing"] == []
+    real_load = sweeps.load_sweep
+
+    def renamed(name):  # the sweep file after its arm was renamed: finished points keep their ids
+        sweep = real_load(name)
+        for point in sweep.points.values():
+            point["arm"] = "renamed arm"
+        return sweep
+
+    monkeypatch.setattr(sweeps, "load_sweep", renamed)
+    sweeps.aggregate_sweep("ci-tiny")
+    table = pd.read_csv(scratch_project / "results" / "sweeps" / "ci-tiny" / "points.csv")
+    assert set(table.arm) == {"renamed arm"}, "a table names arms as the sweep file does now"
 
 
 def test_touching_one_chapter_reruns_it_and_what_reads_it(tmp_path):

@@ -76,6 +76,10 @@ SCRIPT = """
       if (el.closest('mjx-container, .sr-only, .visually-hidden')) return;
       var s = getComputedStyle(el);
       var over = el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0;
+      // typeset math: its box holds MathJax's visible rendering beside an invisible copy for screen
+      // readers that widens scrollWidth; what a reader sees is the rendering's width
+      var typeset = el.classList.contains('math') ? el.querySelector('mjx-container') : null;
+      if (typeset) over = typeset.getBoundingClientRect().width > el.clientWidth + 1 && el.clientWidth > 0;
       if (over && (s.overflowX === 'hidden' || s.overflowX === 'clip' || s.textOverflow === 'ellipsis')) {
         add('clipped text', el, el.scrollWidth + ' px of text in ' + el.clientWidth + ' px');
       } else if (over && (el.tagName === 'TD' || el.tagName === 'TH') && s.overflowX === 'visible') {

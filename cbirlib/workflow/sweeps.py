@@ -178,6 +178,8 @@ def aggregate_sweep(name: str) -> list[Path]:
     written = []
     for table_name, table in tables.items():
         table = table[table.point.isin(keep)] if "point" in table.columns else table
+        if {"point", "arm"} <= set(table.columns):  # arms are named by the sweep file now, not when the point ran
+            table = table.assign(arm=table.point.map(lambda pid: sweep.points[pid].get("arm", "")))
         written.append(results.write_table(table.assign(sweep=sweep.name, label=sweep.label), f"sweeps/{name}",
                                            table_name, {"sweep": sweep.name}, root() / "results", **record))
     return written
