@@ -47,6 +47,41 @@ def test_sixteen_bit_png_grey_and_rgb_round_trip_bit_for_bit(tmp_path, keyfiles)
     assert imagereaders.read(tmp_path / "enc-ct.png").pixels.max() > 4095  # substitution spans 16 bits
 
 
+def test_sixteen_bit_tiffs_grey_and_48_bit_rgb_are_read_exactly_and_round_trip(tmp_path, keyfiles):
+    """Pillow holds a 16-bit grey TIFF but keeps only the high bytes of 48-bit RGB: that one is read
+    with tifffile."""
+    import tifffile
+
+    _, k16 = keyfiles
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 65536, (32, 24)).astype(np.uint16)
+    rgb = rng.integers(0, 65536, (24, 16, 3)).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "grey.tif")  # mode I;16
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    for name, pixels in (("grey.tif", grey[..., None]), ("rgb.tif", rgb)):
+        image = imagereaders.read(tmp_path / name)
+        assert image.pixels.dtype == np.uint16 and np.array_equal(image.pixels, pixels), name
+        assert run("encrypt", tmp_path / name, tmp_path / f"enc-{name}.png", "--key", k16) == 0
+        assert run("decrypt", tmp_path / f"enc-{name}.png", tmp_path / f"dec-{name}.png", "--key", k16) == 0
+        assert np.array_equal(imagereaders.read(tmp_path / f"dec-{name}.png").pixels, pixels), name
+
+
+def test_a_png_with_significant_bits_keeps_its_stored_samples(tmp_path, keyfiles):
+    """A 12-bit image in a 16-bit PNG with an sBIT chunk: the stored samples go through unscaled."""
+    import png
+
+    _, k16 = keyfiles
+    values = np.random.default_rng(2).integers(0, 4096, (16, 24)).astype(np.uint16)
+    with open(tmp_path / "sbit.png", "wb") as f:
+        png.Writer(24, 16, greyscale=True, bitdepth=12).write(f, values.tolist())  # scaled to 16 bits, sBIT = 12
+    stored = np.vstack([np.asarray(r, np.uint16) for r in png.Reader(filename=str(tmp_path / "sbit.png")).read()[2]])
+    assert stored.max() > 4095  # the file holds 16-bit samples
+    assert np.array_equal(imagereaders.read(tmp_path / "sbit.png").pixels[..., 0], stored)
+    assert run("encrypt", tmp_path / "sbit.png", tmp_path / "enc.png", "--key", k16) == 0
+    assert run("decrypt", tmp_path / "enc.png", tmp_path / "dec.png", "--key", k16) == 0
+    assert np.array_equal(imagereaders.read(tmp_path / "dec.png").pixels[..., 0], stored)
+
+
 def test_sixteen_bit_images_and_an_eight_bit_key_stop_before_anything_is_written(tmp_path, keyfiles, capsys):
     k8, k16 = keyfiles
     imagereaders.write_png(tmp_path / "ct.png", np.full((16, 16, 1), 3000, np.uint16), "L")
@@ -107,6 +142,25 @@ def test_signed_dicom_values_are_shifted_and_the_shift_recorded_and_no_header_fi
     for out in ("e.png", "d.png"):
         raw = (tmp_path / out).read_bytes()
         assert b"Doe" not in raw and b"ID-12345" not in raw
+
+
+def test_a_folder_with_extensionless_dicom_files_encrypts_them_and_name_clashes_are_refused(tmp_path, keyfiles,
+                                                                                            capsys):
+    pytest.importorskip("pydicom")
+    _, k16 = keyfiles
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    pixels = np.random.default_rng(3).integers(0, 4096, (16, 16)).astype(np.uint16)
+    _dicom(scans / "IM0001", pixels)  # how many scanners name their files
+    assert run("encrypt", scans, tmp_path / "enc", "--key", k16) == 0
+    assert run("decrypt", tmp_path / "enc", tmp_path / "dec", "--key", k16) == 0
+    assert np.array_equal(imagereaders.read(tmp_path / "dec" / "IM0001.png").pixels[..., 0], pixels)
+    imagereaders.write_png(scans / "IM0001.png", pixels[..., None], "L")  # would also become IM0001.png
+    capsys.readouterr()
+    assert run("encrypt", scans, tmp_path / "enc2", "--key", k16) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would both be written to IM0001.png" in err[0]
+    assert not (tmp_path / "enc2").exists()
 
 
 def test_multi_frame_dicom_is_refused_clearly(tmp_path, keyfiles, capsys):

@@ -7,6 +7,7 @@ query user searches and fetches. Every refusal of the server is a
 from __future__ import annotations
 
 from typing import Iterable, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -82,7 +83,10 @@ class ServerClient:
 
     def fetch(self, ids: Sequence[str]) -> Ciphertexts:
         """The stored ciphertexts of ``ids`` with their key fingerprints."""
-        parts = [imagefiles.from_png_bytes(self._call("GET", f"/images/{i}").content, i) for i in ids]
+        if not ids:
+            raise RetrievalError("fetch: no image ids given")
+        parts = [imagefiles.from_png_bytes(self._call("GET", f"/images/{quote(str(i), safe='/')}").content, i)
+                 for i in ids]
         fps = [p.fingerprints[0] if p.fingerprints else None for p in parts]
         return Ciphertexts(tuple(ids), np.concatenate([p.images for p in parts]), parts[0].params, parts[0].size,
                            tuple(fps) if all(fps) else None)

@@ -13,8 +13,9 @@ worker). It only ever sees ciphertexts:
 
 There is no route that takes a key. A bad request is answered with a 4xx status and a one-line
 ``detail``, and the server stays up. With a token, every route but ``/v1/health`` asks for
-``Authorization: Bearer <token>`` (401 otherwise); a request body over the size cap is refused
-(413) before it is read.
+``Authorization: Bearer <token>`` (401 otherwise); both the token and the size cap are checked
+before a request body is read: a body over the cap is refused (413), and one without a
+``Content-Length`` (chunked) too (411).
 """
 
 from __future__ import annotations
@@ -40,9 +41,22 @@ def create_app(store: ServiceStore, *, token: str | None = None, max_upload_byte
     app = FastAPI(title="cbirlib cloud server", version=API_VERSION,
                   description="Encrypted CBIR, the cloud server of the paper's Fig. 2: ciphertexts in, ranked ids out.")
 
+    def token_ok(request: Request) -> bool:
+        sent = request.headers.get("authorization", "")
+        return token is None or hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
     @app.middleware("http")
-    async def cap_size(request: Request, call_next):
+    async def gate(request: Request, call_next):
+        # FastAPI parses a multipart body before a route's dependencies run: the token and the size are
+        # checked here, before any of it is read
+        path = request.url.path
+        if path.startswith(f"/{API_VERSION}/") and path != f"/{API_VERSION}/health" and not token_ok(request):
+            return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
         length = request.headers.get("content-length")
+        if length is None and request.method in ("POST", "PUT", "PATCH"):
+            return JSONResponse({"detail": "a request body needs a Content-Length (chunked bodies are not taken)"},
+                                status_code=411)
         if length is not None and (not length.isdigit() or int(length) > max_upload_bytes):
             return JSONResponse({"detail": f"request body over the {max_upload_bytes}-byte limit"}, status_code=413)
         return await call_next(request)
@@ -59,11 +73,8 @@ def create_app(store: ServiceStore, *, token: str | None = None, max_upload_byte
     async def refused(_: Request, e: Exception):
         return JSONResponse({"detail": " ".join(str(e).split())}, status_code=400)
 
-    def authorised(request: Request) -> None:
-        if token is None:
-            return
-        sent = request.headers.get("authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+    def authorised(request: Request) -> None:  # the gate checked it already; here it is in the schema too
+        if not token_ok(request):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     guard = [Depends(authorised)]
@@ -100,6 +111,9 @@ def create_app(store: ServiceStore, *, token: str | None = None, max_upload_byte
                for p in parts):
             raise RetrievalError("every image of one upload needs the same cipher parameters and size")
         fps = [p.fingerprints[0] if p.fingerprints else None for p in parts]
+        if any(fps) and not all(fps):
+            raise RetrievalError("some images of this upload carry a key fingerprint and some do not: upload them "
+                                 "separately")
         batch = Ciphertexts(tuple(p.ids[0] for p in parts), np.concatenate([p.images for p in parts]), first.params,
                             first.size, tuple(fps) if all(fps) else None)
         return {"added": store.add(batch), "images": len(store)}

@@ -80,7 +80,8 @@ def _inputs(src: Path, exts: set[str]) -> list[tuple[Path, str]]:
         raise ImageFileError(f"{src} does not exist")
     if src.is_file():
         return [(src, src.name)]
-    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    files = sorted(p for p in src.rglob("*") if p.is_file()
+                   and (p.suffix.lower() in exts or (not p.suffix and imagereaders.is_dicom(p))))  # IM0001: DICOM
     if not files:
         raise ImageFileError(f"{src} contains no image files")
     return [(p, p.relative_to(src).as_posix()) for p in files]
@@ -100,6 +101,12 @@ def _check_not_over_inputs(src: Path, dst: Path, pairs: list[tuple[Path, str]], 
     clash = [t for f, _ in pairs if (t := _target(src, dst, f, single).resolve()) in inputs]
     if clash:
         raise ImageFileError(f"writing {clash[0]} would overwrite an input; choose another output")
+    seen: dict[Path, Path] = {}
+    for f, _ in pairs:
+        t = _target(src, dst, f, single).resolve()
+        if t in seen:
+            raise ImageFileError(f"{seen[t].name} and {f.name} would both be written to {t.name}; rename one of them")
+        seen[t] = f
 
 
 def _already_done(target: Path, image_id: str, key: Key) -> bool:

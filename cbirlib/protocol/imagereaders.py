@@ -98,6 +98,9 @@ def _read_pillow(path: Path) -> PixelImage:
                 if arr.size and (arr.min() < 0 or arr.max() > 65535):
                     raise ImageReadError(f"{path}: 32-bit integer pixels outside 0..65535; convert them explicitly")
                 return PixelImage(_as_hwc(arr.astype(np.uint16)), "L", {"format": im.format, "depth": 16})
+            bits = im.tag_v2.get(258) if im.format == "TIFF" else None  # BitsPerSample
+            if bits is not None and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+                return _read_tiff16(path)  # 48-bit RGB and the like: Pillow would keep only the high bytes
             if im.mode == "F":
                 raise ImageReadError(f"{path}: floating-point pixels; convert them to 8 or 16 bits explicitly "
                                      "(a window) first")
@@ -111,11 +114,29 @@ def _read_pillow(path: Path) -> PixelImage:
     return PixelImage(_as_hwc(arr), mode, {"format": fmt, "depth": 8})
 
 
+def _read_tiff16(path: Path) -> PixelImage:
+    """A TIFF of more than 8 bits per sample that Pillow cannot hold (16-bit colour), read exactly
+    with tifffile; 16-bit grey or RGB(A) only (alpha dropped)."""
+    import tifffile
+
+    try:
+        arr = tifffile.imread(path)
+    except (ValueError, OSError, struct.error, tifffile.TiffFileError) as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
+    if arr.dtype != np.uint16 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4))):
+        raise ImageReadError(f"{path}: a TIFF of {arr.dtype} samples in shape {arr.shape}; 8- and 16-bit grey or "
+                             "RGB(A) images only (one page)")
+    colour = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    arr = arr[..., :3] if colour else _as_hwc(arr)[..., :1]
+    return PixelImage(np.ascontiguousarray(arr), "RGB" if colour else "L", {"format": "TIFF", "depth": 16})
+
+
 def _read_png16(path: Path) -> PixelImage:
     import png
 
     try:
-        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        # read(), not asDirect(): the stored samples, not rescaled by an sBIT chunk
+        width, height, rows, info = png.Reader(filename=str(path)).read()
         arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, info["planes"])
     except (png.Error, ValueError, OSError, struct.error) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None

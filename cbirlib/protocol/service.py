@@ -121,8 +121,8 @@ class ServiceStore:
             features = self.model(upload.images).numpy().astype(np.float32)
             fps = list(upload.fingerprints) if upload.fingerprints is not None else []
             self._write_batch(ids, upload.images, fps, features)
+            self.index.add(ids, features)  # before the ids are served: a failed index leaves them out everywhere
             self._remember(ids, upload.images, fps or [None] * len(ids))
-            self.index.add(ids, features)
         return ids
 
     def _check(self, c: Ciphertexts, what: str) -> None:
@@ -135,7 +135,9 @@ class ServiceStore:
                                  f"store's {self.shape} (original {tuple(self.size)})")
 
     def _write_batch(self, ids: list[str], images: np.ndarray, fps: list, features: np.ndarray) -> None:
-        self._uploads.mkdir(exist_ok=True)
+        if not self._uploads.exists():
+            self._uploads.mkdir()
+            _fsync_dir(self._uploads.parent)  # the folder's own entry survives a power loss too
         name = f"{len(list(self._uploads.glob('*.npz'))):08d}-{uuid.uuid4().hex[:12]}.npz"
         fd, tmp = tempfile.mkstemp(dir=self._uploads, prefix=".tmp-", suffix=".npz")
         try:

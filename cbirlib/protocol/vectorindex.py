@@ -104,7 +104,8 @@ class MilvusVectorIndex:
         except RetrievalError:
             raise
         except Exception as e:  # pymilvus raises its own exception types for a server that is not there
-            raise RetrievalError(f"cannot use Milvus at {uri} ({type(e).__name__}: {str(e)[:160]})") from None
+            raise RetrievalError(f"cannot use Milvus at {_without_credentials(uri)} ({type(e).__name__}: "
+                                 f"{str(e)[:160]})") from None
 
     @property
     def _milvus_metric(self) -> str:
@@ -145,3 +146,18 @@ def open_index(kind: str, dim: int, metric: str = "euclidean", **options):
             raise RetrievalError("the Milvus backend needs the server's URI (--uri http://host:19530)")
         return MilvusVectorIndex(dim, metric, **options)
     raise RetrievalError(f"unknown index backend {kind!r}; choose one of {KINDS}")
+
+
+def _without_credentials(uri: str) -> str:
+    """``uri`` with any user:password part masked, for messages.
+
+    >>> _without_credentials("http://root:Milvus@db:19530")
+    'http://***@db:19530'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+

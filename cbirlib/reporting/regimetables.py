@@ -35,21 +35,31 @@ def at_papers_level(value: float, n: int, paper: float, paper_n: int = sweeptabl
     return stats.newcombe_difference(round(value * n), n, round(paper * paper_n), paper_n)[1] >= 0
 
 
-def verdict(paper: float, low: float, high: float, plain_at_level: bool, *, protocol: bool = True) -> str:
+def verdict(paper: float, low: float, high: float, plain_at_level: bool, *, protocol: bool = True,
+            value: float | None = None, n: int | None = None,
+            paper_n: int = sweeptables.PAPER_TEST_IMAGES) -> str:
     """An encrypted row against the paper: ``not comparable here`` unless our plaintext in the same
-    regime is at the paper's level (:func:`at_papers_level`); then ``reproduced`` when the paper's
-    value lies in our interval, else ``differs``. A row outside the paper's protocol (one shared
-    key) is a ``new result``.
+    regime is at the paper's level (:func:`at_papers_level`); then ``reproduced`` when the
+    difference from the paper is within noise, else ``differs``. Given our ``value`` over ``n``
+    images, within noise means the 95 % Newcombe interval of the difference (ours minus the paper's,
+    over its ``paper_n`` test images) contains 0 — the same allowance for the paper's own sampling
+    noise as the plaintext rule; without them, the paper's value lies in our interval
+    [``low``, ``high``]. A row outside the paper's protocol (one shared key) is a ``new result``.
 
     >>> verdict(0.913, 0.45, 0.52, True)
     'differs'
     >>> verdict(0.913, 0.45, 0.52, False)
     'not comparable here'
+    >>> verdict(0.88, 0.826, 0.872, True, value=0.85, n=900)  # outside our interval, within the paper's noise
+    'reproduced'
     """
     if not protocol:
         return "new result"
     if not plain_at_level or any(np.isnan(v) for v in (paper, low, high)):
         return "not comparable here"
+    if value is not None and n and not np.isnan(value):
+        lo, hi = stats.newcombe_difference(round(value * n), n, round(paper * paper_n), paper_n)
+        return "reproduced" if lo <= 0 <= hi else "differs"
     return "reproduced" if low <= paper <= high else "differs"
 
 
@@ -152,7 +162,8 @@ def answer_view(acc: pd.DataFrame, paired: pd.DataFrame, *, split: str = "kfold"
                                         for r in out.itertuples()]
     out["verdict"] = [
         plaintext_verdict(r.value, r.n, r.ci_low, r.ci_high, r.paper) if r.domain == "plaintext"
-        else verdict(r.paper, r.ci_low, r.ci_high, r.plaintext_at_papers_level, protocol=r.key_mode == "per-image")
+        else verdict(r.paper, r.ci_low, r.ci_high, r.plaintext_at_papers_level, protocol=r.key_mode == "per-image",
+                     value=r.value, n=r.n)
         for r in out.itertuples()]
     out.loc[out.paper.isna() & (out.domain != "plaintext") & (out.key_mode == "per-image"), "verdict"] = "new result"
     out["seeds"] = out.seeds.fillna(1).astype(int)
@@ -183,10 +194,13 @@ def held_out_view(acc: pd.DataFrame) -> pd.DataFrame:
         drop=True)
 
 
-def gpu_view(acc: pd.DataFrame) -> pd.DataFrame:
+def gpu_view(acc: pd.DataFrame, collapse: pd.DataFrame | None = None,
+             points: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper-scale runs on a GPU (Table IV and the arms after it): per model, regime, domain
     and key mode, accuracy on the slab split's test images with the Wilson interval, the
-    plaintext accuracy of the same regime, the paper's value and the verdict of :func:`verdict`."""
+    plaintext accuracy of the same regime, the paper's value and the verdict of :func:`verdict`;
+    with ``collapse`` (:func:`collapsed_runs`) and the sweep's ``points`` table, whether every
+    run of each configuration collapsed."""
     a = _fp32(acc, seed="0")
     out = _with_paper(a[KEYS + ["n", "value", "ci_low", "ci_high"]])
     plain = out[out.domain == "plaintext"][["model", "split", "regime", "value", "n"]].rename(
@@ -195,10 +209,16 @@ def gpu_view(acc: pd.DataFrame) -> pd.DataFrame:
     level = [at_papers_level(r.plaintext, r.plaintext_n, r.paper_plaintext) for r in out.itertuples()]
     out["verdict"] = [
         plaintext_verdict(r.value, r.n, r.ci_low, r.ci_high, r.paper) if r.domain == "plaintext"
-        else verdict(r.paper, r.ci_low, r.ci_high, lv, protocol=r.key_mode == "per-image")
+        else verdict(r.paper, r.ci_low, r.ci_high, lv, protocol=r.key_mode == "per-image", value=r.value, n=r.n)
         for r, lv in zip(out.itertuples(), level)]
     cols = ["model", "regime", "split", "domain", "key_mode", "n", "value", "ci_low", "ci_high", "plaintext", "paper",
             "verdict"]
+    if collapse is not None and points is not None and len(collapse):
+        where = ["model", "domain", "key_mode", "regime", "split"]
+        c = collapse[["point", "collapsed"]].merge(points[["point"] + where], on="point")
+        out = out.merge(c.groupby(where).collapsed.all().reset_index(), on=where, how="left")
+        out["collapsed"] = out.collapsed.fillna(False).astype(bool)
+        cols.append("collapsed")
     return _order(out[cols]).reset_index(drop=True)
 
 
@@ -241,12 +261,14 @@ def answer_text(view: pd.DataFrame, trend: pd.DataFrame | None = None) -> str:
         for size, g in trend.groupby("image_size"):
             plain, per = g[g.series == "plaintext"], g[g.series == "8-px blocks, per image keys"]
             if len(plain) and len(per):
-                gaps.append((int(size), plain.value.iloc[0] - per.value.iloc[0]))
+                gaps.append((int(size), plain.value.iloc[0] - per.value.iloc[0], int(min(plain.n.iloc[0], per.n.iloc[0]))))
         if len(gaps) > 1:
             out.append("Plaintext minus 8-px per-image-key accuracy by image size: "
-                       + ", ".join(f"{s} px {d:+.3f}" for s, d in gaps)
+                       + ", ".join(f"{s} px {d:+.3f} (n = {k})" for s, d, k in gaps)
                        + (" — the gap narrows as images grow." if gaps[-1][1] < gaps[0][1] - 0.05 else
-                          " — the gap does not close as images grow." if gaps[-1][1] >= gaps[0][1] - 0.05 else "."))
+                          " — the gap does not close as images grow.")
+                       + ("" if len({k for *_, k in gaps}) == 1 else
+                          " The sizes were not all tested on every image (n differs), so read the gaps with their intervals in the figure."))
     return "\n\n".join(out)
 
 
