@@ -237,7 +237,7 @@ def answer_text(view: pd.DataFrame, trend: pd.DataFrame | None = None) -> str:
         p = plain.iloc[0]
         level = bool(p.plaintext_at_papers_level)
         name = {"vit": "ViT-S/14", "vgg16": "VGG-16"}.get(model, model)
-        text = (f"**{name}** ({p.regime}, {int(p.image_size)} px): plaintext {_ci(p)} over all {int(p.n)} images, "
+        text = (f"**{name}** ({p.regime}, {int(p.image_size)} px): plaintext {_ci(p)} over {int(p.n)} test images, "
                 f"the paper {p.paper:.3f} over its 300 — " +
                 ("at the paper's level (not significantly below it), so its encrypted rows are judged against the "
                  "paper" if level else "significantly below the paper's level, so no encrypted row of this regime "
@@ -252,6 +252,11 @@ def answer_text(view: pd.DataFrame, trend: pd.DataFrame | None = None) -> str:
                      f"(exact McNemar, seed 0)")
             if key == "per-image" and not np.isnan(r.paper):
                 text += f", the paper {r.paper:.3f} ({r.verdict})"
+            if not np.isnan(r.probe):
+                text += (f", the ciphertext-statistics probe on the same folds {r.probe:.3f} "
+                         f"[{r.probe_low:.3f}, {r.probe_high:.3f}]"
+                         + (" — the network learns less than a linear model on intensity statistics"
+                            if r.ci_high < r.probe_low else ""))
         shared = g[(g.domain == "MTCE 8-px blocks") & (g.key_mode == "shared")]
         if len(shared) and not np.isnan(shared.iloc[0].p_shared_vs_per_image):
             text += f"; shared against per-image keys p = {shared.iloc[0].p_shared_vs_per_image:.2g}"
