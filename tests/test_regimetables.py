@@ -53,6 +53,11 @@ def test_the_verdict_needs_plaintext_at_the_papers_level():
     assert rt.verdict(0.91, 0.45, 0.52, False) == "not comparable here"
     assert rt.verdict(0.91, 0.85, 0.95, True, protocol=False) == "new result"
     assert rt.verdict(np.nan, 0.45, 0.52, True) == "not comparable here"
+    # the paper's 0.88 (of 300) lies outside our interval for 0.85 of 900, but not outside the noise of
+    # both: judged like plaintext, by the Newcombe interval of the difference
+    assert rt.verdict(0.88, 0.826, 0.872, True) == "differs"
+    assert rt.verdict(0.88, 0.826, 0.872, True, value=0.85, n=900) == "reproduced"
+    assert rt.verdict(0.913, 0.456, 0.522, True, value=0.489, n=900) == "differs"
 
 
 def test_at_the_papers_level_allows_for_the_papers_own_noise():
@@ -79,6 +84,8 @@ def test_answer_view_carries_the_regime_the_plaintext_and_the_tests(tables):
     assert view[view.domain == "plaintext"].verdict.iloc[0] == "reproduced"
     text = rt.answer_text(view, rt.size_trend(acc))
     assert "0.973" in text and "p = 1e-30" in text and "56 px" in text
+    assert "probe on the same folds 0.667" in text and "learns less than a linear model" in text
+    assert "the gap stays wide" in text and "below the paper's 0.913" in text
 
 
 def test_a_weak_plaintext_makes_every_encrypted_row_not_comparable(tables):

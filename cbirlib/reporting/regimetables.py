@@ -271,9 +271,17 @@ def answer_text(view: pd.DataFrame, trend: pd.DataFrame | None = None) -> str:
             out.append("Plaintext minus 8-px per-image-key accuracy by image size: "
                        + ", ".join(f"{s} px {d:+.3f} (n = {k})" for s, d, k in gaps)
                        + (" — the gap narrows as images grow." if gaps[-1][1] < gaps[0][1] - 0.05 else
-                          " — the gap does not close as images grow.")
+                          " — the gap stays wide as images grow." if gaps[-1][1] > 0.1 else
+                          " — the gap is small at every size.")
                        + ("" if len({k for *_, k in gaps}) == 1 else
                           " The sizes were not all tested on every image (n differs), so read the gaps with their intervals in the figure."))
+            big = trend[(trend.series == "8-px blocks, per image keys") & (trend.image_size == gaps[-1][0])].iloc[0]
+            paper = view[(view.domain == "MTCE 8-px blocks") & (view.key_mode == "per-image")].paper
+            if len(paper) and not np.isnan(paper.iloc[0]):
+                where = ("below" if big.ci_high < paper.iloc[0] else "above" if big.ci_low > paper.iloc[0]
+                         else "around")
+                out[-1] += (f" At {gaps[-1][0]} px, 8-px blocks with a key per image reach {_ci(big)} (n = {int(big.n)}), "
+                            f"{where} the paper's {paper.iloc[0]:.3f}.")
     return "\n\n".join(out)
 
 
