@@ -63,6 +63,7 @@ venv: $(VENV)/.installed ## create .venv and install the locked environment (req
 lock: ## after changing requirements.txt: pip resolves it into .venv, the result is frozen into requirements.lock (then make test)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements.txt $(QUIET_PIP)
+	$(PYTHON) workflow/install_env.py $(VENV) --leave-out-only
 	{ echo "# Every package of the tested environment, exactly (make venv installs this; make lock after"; \
 	  echo "# changing requirements.txt, then make test). Direct dependencies: requirements.txt."; \
 	  $(PIP) freeze --exclude-editable; } > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock

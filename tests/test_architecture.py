@@ -21,7 +21,7 @@ LAYERS = {
     "protocol": {"retrieval", "imagefiles", "imagereaders", "vectorindex", "service", "httpserver", "httpclient"},
     "reporting": {"scorecard", "claims", "verdicts", "plots", "securityplots", "sweeptables", "book", "regimetables",
                   "regimeplots", "regimeclaims", "layoutcheck"},
-    "studies": {"chapters", "cipherstudy", "classificationstudy", "retrievalstudy", "keyawarestudy", "quantstudy",
+    "studies": {"chapters", "cipherstudy", "classificationstudy", "classificationpoints", "retrievalstudy", "keyawarestudy", "quantstudy",
                 "securitystudy", "attacksweep", "parameters"},
     "entry": {"cli", "device", "bookjobs", "variants", "sweeps", "driver", "commands"},
 }

@@ -13,6 +13,12 @@ installs the same lock. Modules are byte-compiled at install (uv: in parallel, 1
 files): these machines set PYTHONDONTWRITEBYTECODE=1, so otherwise every process compiles every
 module it imports, every time (importing torch, timm, pandas, matplotlib, scikit-learn, scipy,
 onnxruntime and IPython: 14.8 s uncompiled, 6.8 s compiled; the book runs about 25 processes).
+Two packages are left out (:data:`LEFT_OUT`), after either installer: ``rfc3987-syntax`` and the
+``lark`` it needs, which jupyter-events pulls in through ``jsonschema[format-nongpl]`` as the
+checker of the ``iri`` string format. Importing it compiles 35 Earley grammars, 2.8 s of CPU, and
+jsonschema imports it eagerly, so every process that imports nbformat paid it (each chapter job,
+each book build, each pytest worker). No schema this project validates uses that format; without
+the package jsonschema does not check it, as it does for every format whose checker is missing.
 Standard library only: it runs before anything is installed.
 """
 
@@ -30,6 +36,9 @@ UV_VERSION = "0.13.9"
 #: pip configuration keys and the uv option that takes each value
 _SOURCES = {"find-links": "--find-links", "extra-index-url": "--extra-index-url", "index-url": "--default-index",
             "constraint": "--constraint"}
+#: packages removed after the install, and why (the module's docstring): ``make lock`` leaves them
+#: out of the lock file too
+LEFT_OUT = ("rfc3987-syntax", "lark")
 #: pip's warning for each unused local index folder, repeated per package: not shown
 _NOISE = "is ignored: it is neither a file nor a directory"
 
@@ -63,6 +72,12 @@ def _run(cmd: list[str]) -> None:
         sys.exit(f"{shlex.join(cmd[:4])} ... failed (exit {proc.returncode}):\n{shown[-4000:]}")
 
 
+def leave_out(venv: Path) -> None:
+    """Uninstall :data:`LEFT_OUT` from ``venv`` where installed (pip, quietly; a no-op otherwise)."""
+    python = str(venv / "bin" / "python")
+    _run([python, "-m", "pip", "--disable-pip-version-check", "uninstall", "-y", "-q", *LEFT_OUT])
+
+
 def install(venv: Path, lock: Path, editable: Path | None) -> str:
     python = str(venv / "bin" / "python")
     pip = [python, "-m", "pip", "--disable-pip-version-check"]
@@ -73,10 +88,12 @@ def install(venv: Path, lock: Path, editable: Path | None) -> str:
         uv = [str(venv / "bin" / "uv"), "pip", "install", "--python", python, "--quiet", "--compile-bytecode",
               "--index-strategy", "unsafe-best-match", *pip_sources(config)]
         _run(uv + ["-r", str(lock)])
+        leave_out(venv)
         if editable:
             _run(uv + ["--no-deps", "-e", str(editable)])
         return f"uv {UV_VERSION}"
     _run(pip + ["install", "-q", "-r", str(lock)])
+    leave_out(venv)
     if editable:
         _run(pip + ["install", "-q", "--no-deps", "-e", str(editable)])
     return "pip (uv could not be installed)"
@@ -85,9 +102,15 @@ def install(venv: Path, lock: Path, editable: Path | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("venv", type=Path)
-    parser.add_argument("lock", type=Path)
+    parser.add_argument("lock", type=Path, nargs="?", help="the lock file (omitted with --leave-out-only)")
     parser.add_argument("--editable", type=Path, default=None)
+    parser.add_argument("--leave-out-only", action="store_true", help="only uninstall LEFT_OUT (make lock)")
     args = parser.parse_args()
+    if args.leave_out_only:
+        leave_out(args.venv)
+        return
+    if args.lock is None:
+        parser.error("a lock file is needed")
     start = time.perf_counter()
     packages = sum(1 for line in args.lock.read_text().splitlines() if line.strip() and not line.startswith("#"))
     installer = install(args.venv, args.lock, args.editable)

@@ -12,8 +12,10 @@ import pandas as pd
 
 from .. import paper
 from ..core import keys
-from . import models
 
+#: the models a run can fine-tune (:mod:`cbirlib.learning.models` builds them); here, without torch,
+#: so that what only plans or checks a run (the workflow, the parameter checks) never imports it
+MODEL_NAMES = ("vgg16", "vit")
 TRAINABLE = ("all", "head")
 KEY_MODES = ("per-image", "shared")
 SPLIT_SCHEMES = ("slab", "kfold", "volume")
@@ -104,8 +106,8 @@ class ExperimentConfig:
     profile: str = "paper"
 
     def __post_init__(self) -> None:
-        if self.model not in models.MODEL_NAMES:
-            raise ExperimentError(f"unknown model {self.model!r}; choose one of {models.MODEL_NAMES}")
+        if self.model not in MODEL_NAMES:
+            raise ExperimentError(f"unknown model {self.model!r}; choose one of {MODEL_NAMES}")
         if self.trainable not in TRAINABLE:
             raise ExperimentError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.key_mode not in KEY_MODES:

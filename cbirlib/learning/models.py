@@ -31,6 +31,7 @@ from torch import nn
 from .. import paths
 from ..datasets import assets
 from . import weightsources
+from .experimentconfig import MODEL_NAMES
 from .weightsources import WeightsUnavailable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,7 +39,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Caffe/Keras VGG input convention: BGR, 0-255, minus these per-channel means (B, G, R).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
-MODEL_NAMES = ("vgg16", "vit")
 WEIGHTS_CHOICES = ("bundled", "torchvision", "none", "auto")
 
 

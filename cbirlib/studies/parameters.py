@@ -120,10 +120,11 @@ def check_available(notebook: str, values: dict) -> None:
     (never downloaded) must already be in the torch cache."""
     if values.get("weights") != "torchvision":
         return
-    from ..learning import models, weightsources
+    from ..learning import weightsources
+    from ..learning.experimentconfig import MODEL_NAMES
 
     wanted = values.get("models_to_run") or [values.get("model", "vit")]
-    missing = [str(weightsources.torchvision_checkpoint(m)) for m in wanted if m in models.MODEL_NAMES
+    missing = [str(weightsources.torchvision_checkpoint(m)) for m in wanted if m in MODEL_NAMES
                and not weightsources.torchvision_checkpoint(m).exists()]
     if missing:
         raise ParameterError(f"weights='torchvision' needs torchvision's checkpoints in the torch cache, and "

@@ -227,7 +227,8 @@ def memory_table(run: QuantRun) -> pd.DataFrame:
     linear head) and for the paper's full VGG-16 (fc8 = 4096 x 3), plus the serialized bytes of
     our last layer (int8 + scale vs fp32)."""
     ours = nn.ModuleDict({"trunk": run.feature_model.backbone.features, "head": run.head.linear})
-    paper_vgg = models.VGG16(3)
+    with torch.device("meta"):  # shapes only: no 138 M random weights drawn (3 s of CPU), no RNG used
+        paper_vgg = models.VGG16(3)
     rows = []
     for model_name, model in (("ours: VGG-16 trunk + linear head", ours), ("paper: full VGG-16 (3 classes)", paper_vgg)):
         total = sum(p.numel() for n, p in model.named_parameters())

@@ -68,7 +68,7 @@ def feature_jobs(profile: str) -> list[tuple[str, str]]:
     p = profiles.PROFILES["02_classification"][profile]
     if p["trainable"] != "head":
         return []
-    from ..learning.models import MODEL_NAMES
+    from ..learning.experimentconfig import MODEL_NAMES
 
     return [(m, str(d)) for m in MODEL_NAMES for d in p["domains"]]
 

@@ -36,13 +36,20 @@ class Sweep:
 KINDS = {"classification": "cbirlib.studies.classificationstudy", "attacks": "cbirlib.studies.attacksweep"}
 
 
-def kind_module(kind: str):
-    """The module that runs and aggregates the points of sweeps of ``kind``."""
+#: where a kind's points are checked, named and counted (``check_point``, ``point_id``, ``folds_of``,
+#: ``FOLDS``) without the runner's model libraries: planning a sweep (Snakemake, every run and
+#: every dry run) then imports no torch
+PLANNERS = {"classification": "cbirlib.studies.classificationpoints", "attacks": "cbirlib.studies.attacksweep"}
+
+
+def kind_module(kind: str, *, planning: bool = False):
+    """The module that runs and aggregates the points of sweeps of ``kind`` (``planning``: the one
+    that only checks, names and counts them, :data:`PLANNERS`)."""
     import importlib
 
     if kind not in KINDS:
         raise WorkflowError(f"unknown kind {kind!r}; choose one of {sorted(KINDS)}")
-    return importlib.import_module(KINDS[kind])
+    return importlib.import_module((PLANNERS if planning else KINDS)[kind])
 
 
 def aggregate_target(name: str) -> str:
@@ -103,7 +110,7 @@ def _load_sweep(path_str: str, _mtime_ns: int) -> Sweep:
 
 
 def _expand_arm(source: str, kind: str, fixed: dict, arm: dict) -> list[dict]:
-    runner = kind_module(kind)
+    runner = kind_module(kind, planning=True)
     unknown = sorted(set(arm) - {"name", "fixed", "grid", "exclude", "resources"})
     if unknown:
         raise WorkflowError(f"{source}: arm {arm.get('name', '?')!r}: unknown key(s) {unknown}")
@@ -139,7 +146,7 @@ def _expand_arm(source: str, kind: str, fixed: dict, arm: dict) -> list[dict]:
 
 
 def _point_id(kind: str, point: dict) -> str:
-    return kind_module(kind).point_id({k: v for k, v in point.items() if not k.startswith("_")})
+    return kind_module(kind, planning=True).point_id({k: v for k, v in point.items() if not k.startswith("_")})
 
 
 def sweep_results(name: str) -> Path:
