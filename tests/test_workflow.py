@@ -323,3 +323,9 @@ def test_layout_warnings_become_errors_in_the_chapters_kernels():
             "fig, ax = plt.subplots(figsize=(0.5, 0.5)); ax.set_ylabel('x' * 300); fig.tight_layout()")
     proc = subprocess.run([sys.executable, "-c", code], env=os.environ | env, capture_output=True, text=True)
     assert proc.returncode != 0 and "Tight layout not applied" in proc.stderr
+
+
+def test_the_driver_s_examples_hold():
+    import doctest
+
+    assert doctest.testmod(driver).failed == 0

@@ -164,5 +164,5 @@ def run_chapter(nb: str, out: Path, profile: str, data: str = "default", results
     out.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(root() / "notebooks" / f"{nb}.ipynb"), str(out), parameters=params,
                         kernel_name="python3", cwd=str(root() / "notebooks"), progress_bar=True,
-                        log_output=False, request_save_on_cell_execute=True)
+                        log_output=False, request_save_on_cell_execute=False)
     book.hide_injected_parameters(out)

@@ -73,6 +73,29 @@ def _notebook_progress(path: Path) -> str:
     return f"cell {done}/{len(cells)}" if cells else ""
 
 
+_TQDM_CELLS = re.compile(rb"\| *(\d+)/(\d+) \[")
+
+
+def _log_progress(log: Path) -> str:
+    """How far a chapter job is, from the last progress line papermill wrote to its log (the
+    notebook itself is written only at the start, every 30 s and at the end).
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "job.log"
+    >>> _ = f.write_bytes(b"Executing:   3%|3  | 1/36 [00:00<00:21]\\rExecuting:  11%|#  | 4/36 [00:04<00:33]")
+    >>> _log_progress(f)
+    'cell 4/36'
+    """
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            tail = f.read()
+    except OSError:
+        return ""
+    found = _TQDM_CELLS.findall(tail)
+    return f"cell {int(found[-1][0])}/{int(found[-1][1])}" if found else ""
+
+
 def _fmt(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60:d}:{seconds % 60:02d}"
@@ -105,7 +128,8 @@ class Progress:
                 self.finished[name] = time.time() - self.started.get(name, self.start)
             elif (log and log.exists() and log.stat().st_mtime >= self.start) or (p.exists() and p.stat().st_mtime >= self.start):
                 self.started.setdefault(name, time.time())
-                detail = _notebook_progress(p) if out.endswith(".ipynb") and p.exists() else ""
+                detail = (_log_progress(log) if log else "") or \
+                    (_notebook_progress(p) if out.endswith(".ipynb") and p.exists() else "")
                 running.append(f"{name}{f' ({detail})' if detail else ''}")
         return running, list(self.finished)
 
