@@ -431,12 +431,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .datasets.assets import AssetError
     from .datasets.data import DatasetError
-    from .learning.models import WeightsUnavailable
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AssetError, DatasetError, WeightsUnavailable, ValueError, OSError) as e:
+    except Exception as e:
+        # only a command that loaded the weights module can fail for want of weights: commands that
+        # need no model (keys, ciphers, the book, the server) never import torch for this check
+        weights = sys.modules.get("cbirlib.learning.weightsources")
+        known = (AssetError, DatasetError, ValueError, OSError) + ((weights.WeightsUnavailable,) if weights else ())
+        if not isinstance(e, known):
+            raise
         print(f"cbir: error: {e}", file=sys.stderr)
         return 2
 
