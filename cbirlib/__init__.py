@@ -26,4 +26,8 @@ tests/test_architecture.py):
   (Snakemake jobs and their driver).
 """
 
+from . import runtime
+
 __version__ = "0.1.0"
+
+runtime.tune_gc()  # the heavy imports that follow (torch, timm, pandas) skip most full collections
