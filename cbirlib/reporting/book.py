@@ -63,10 +63,14 @@ def _is_external(url: str) -> bool:
     return url.startswith("//") or scheme in ("http", "https", "ftp", "ws", "wss")
 
 
+def _ids_of(soup: BeautifulSoup) -> set[str]:
+    return {t["id"] for t in soup.find_all(id=True)} | {t["name"] for t in soup.find_all("a", attrs={"name": True})}
+
+
 def _ids(html_file: Path, cache: dict[Path, set[str]]) -> set[str]:
+    """The anchors of a page, parsed once: the pages the check reads are in ``cache`` already."""
     if html_file not in cache:
-        soup = BeautifulSoup(html_file.read_text(encoding="utf-8"), "html.parser")
-        cache[html_file] = {t["id"] for t in soup.find_all(id=True)} | {t["name"] for t in soup.find_all("a", attrs={"name": True})}
+        cache[html_file] = _ids_of(BeautifulSoup(html_file.read_text(encoding="utf-8"), "html.parser"))
     return cache[html_file]
 
 
@@ -84,11 +88,13 @@ def check_site(html_dir: str | Path) -> list[Problem]:
         raise FileNotFoundError(f"{root} has no index.html: build the book first (make book)")
     problems: list[Problem] = []
     id_cache: dict[Path, set[str]] = {}
+    anchors: list[tuple[str, Path, str, str]] = []  # page, target page, #fragment, URL: checked once all are read
     for page in sorted(root.rglob("*.html")):
         rel = page.relative_to(root).as_posix()
         if rel.startswith("_static/") or rel in GENERATED_PAGES:
             continue
         soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+        id_cache[page.resolve()] = _ids_of(soup)
         for tag, attr in (("img", "src"), ("script", "src"), ("link", "href"), ("source", "src"),
                           ("iframe", "src"), ("a", "href")):
             for el in soup.find_all(tag, attrs={attr: True}):
@@ -109,8 +115,7 @@ def check_site(html_dir: str | Path) -> list[Problem]:
                     kind = "missing image" if tag == "img" else "broken link" if tag == "a" else "missing resource"
                     problems.append(Problem(rel, kind, url))
                 elif tag == "a" and parts.fragment and target.suffix == ".html":
-                    if unquote(parts.fragment) not in _ids(target, id_cache):
-                        problems.append(Problem(rel, "broken anchor", url))
+                    anchors.append((rel, target.resolve(), unquote(parts.fragment), url))
         for table in soup.find_all("table"):
             if not table.find("td"):
                 caption = table.find("caption")
@@ -119,7 +124,9 @@ def check_site(html_dir: str | Path) -> list[Problem]:
         for el in soup.select("div.output.traceback, div.output.error, pre.traceback"):
             problems.append(Problem(rel, "error cell", el.get_text(" ", strip=True)[:200]))
         problems += _leaks(rel, soup)
-    return problems
+    problems += [Problem(rel, "broken anchor", url) for rel, target, fragment, url in anchors
+                 if fragment not in _ids(target, id_cache)]
+    return sorted(problems, key=lambda p: p.page)  # page by page, each page's in the order found
 
 
 #: what a reader must never see: warnings, library log lines, absolute paths of this machine
