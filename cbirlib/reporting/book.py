@@ -178,13 +178,12 @@ def render(page: str | Path, screenshot: str | Path | None = None, width: int = 
     with tempfile.TemporaryDirectory() as profile:
         base = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
                 f"--virtual-time-budget={budget_ms}"]
-        dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                             timeout=timeout_s, check=True).stdout
-        if screenshot is not None:
+        shot = []
+        if screenshot is not None:  # the same launch dumps the DOM and then takes the screenshot
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([*base, f"--screenshot={Path(screenshot).resolve()}", page.as_uri()],
-                           capture_output=True, text=True, timeout=timeout_s, check=True)
-    return dom
+            shot = [f"--screenshot={Path(screenshot).resolve()}"]
+        return subprocess.run([*base, "--dump-dom", *shot, page.as_uri()], capture_output=True, text=True,
+                              timeout=timeout_s, check=True).stdout
 
 
 def check_rendered(html_dir: str | Path, screenshots: str | Path,
