@@ -227,7 +227,7 @@ def memory_table(run: QuantRun) -> pd.DataFrame:
     linear head) and for the paper's full VGG-16 (fc8 = 4096 x 3), plus the serialized bytes of
     our last layer (int8 + scale vs fp32)."""
     ours = nn.ModuleDict({"trunk": run.feature_model.backbone.features, "head": run.head.linear})
-    with torch.device("meta"):  # shapes only: no 138 M random weights drawn (3 s of CPU), no RNG used
+    with torch.device("meta"):  # shapes only: no 138 M random weights drawn (1.1 s of CPU), no RNG used
         paper_vgg = models.VGG16(3)
     rows = []
     for model_name, model in (("ours: VGG-16 trunk + linear head", ours), ("paper: full VGG-16 (3 classes)", paper_vgg)):
